@@ -1,0 +1,187 @@
+"""Training augmentation: cheap ops on whole uint8 batches, albumentations only when asked.
+
+Two layers, so that a 2-core CPU is not starved:
+
+* **Batch ops** (airbench style): random horizontal flip and padded random crop applied to a
+  whole uint8 batch (B, 32, 32, 3) with a handful of tensor ops.
+* **Per-image ops** with albumentations (``Affine`` in place of the old ShiftScaleRotate,
+  ``CoarseDropout`` with mean fill, ``ColorJitter``), built only when the policy needs them.
+
+``augment.strength`` in [0, 1] scales everything: 0 is no augmentation; up to 0.25 only the batch
+ops grow (flip, then crop padding up to 4 px); above 0.25 the albumentations ops are added with
+probabilities and ranges that grow linearly, reaching seed 002's full policy at 1.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+
+POLICIES = ("strength", "none", "flip", "flip-translate", "flip-crop", "seed002", "seed003", "seed004")
+
+
+@dataclass(frozen=True)
+class AugmentPlan:
+    """What to apply to each training batch.
+
+    Attributes:
+        flip_p: probability of a horizontal flip per image.
+        crop_pad: zero padding in pixels before a random 32x32 crop (0 = no crop).
+        affine: (shift fraction, scale delta, rotate degrees, p) for ``A.Affine`` or None.
+        cutout: (hole size px, p) for ``A.CoarseDropout`` with mean fill, or None.
+        jitter: (brightness/contrast/saturation delta, hue delta, p) for ``A.ColorJitter``.
+    """
+
+    flip_p: float = 0.0
+    crop_pad: int = 0
+    affine: tuple[float, float, float, float] | None = None
+    cutout: tuple[int, float] | None = None
+    jitter: tuple[float, float, float] | None = None
+
+    @property
+    def needs_albumentations(self) -> bool:
+        """True when per-image (slower) ops are part of the plan."""
+        return any(x is not None for x in (self.affine, self.cutout, self.jitter))
+
+
+def plan_for(policy: str, strength: float = 0.0) -> AugmentPlan:
+    """The plan for a named policy, or for ``policy="strength"`` at ``strength`` in [0, 1].
+
+    Named policies come from the seeds: ``flip-crop`` (seed 000: flip + 4 px padded crop),
+    ``flip-translate`` (airbench: flip + 2 px translate), ``seed002`` (flip, 40->32 crop,
+    ShiftScaleRotate(0.0625, 0.1, 15), 16x16 CoarseDropout with mean fill, ColorJitter(0.2,
+    0.2, 0.2, 0.02)), ``seed003`` (flip, ShiftScaleRotate(0.0625, 0.1, 45), 16x16 CoarseDropout),
+    ``seed004`` (flip, ShiftScaleRotate(0.1, 0.1, 10), 16x16 CoarseDropout with mean fill).
+
+    Raises:
+        ValueError: unknown policy or strength outside [0, 1].
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown augment policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+    if policy == "strength":
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"augment.strength must be in [0, 1], got {strength}")
+        if strength == 0:
+            return AugmentPlan()
+        pad = int(round(4 * min(1.0, strength / 0.25)))
+        if strength <= 0.25:
+            return AugmentPlan(flip_p=0.5, crop_pad=pad)
+        t = (strength - 0.25) / 0.75
+        return AugmentPlan(
+            flip_p=0.5,
+            crop_pad=4,
+            affine=(0.0625 * t, 0.1 * t, 15.0 * t, 0.5 * t),
+            cutout=(max(1, round(16 * t)), 0.5 * t),
+            jitter=(0.2 * t, 0.02 * t, 0.5 * t),
+        )
+    return {
+        "none": AugmentPlan(),
+        "flip": AugmentPlan(flip_p=0.5),
+        "flip-translate": AugmentPlan(flip_p=0.5, crop_pad=2),
+        "flip-crop": AugmentPlan(flip_p=0.5, crop_pad=4),
+        "seed002": AugmentPlan(0.5, 4, (0.0625, 0.1, 15.0, 0.5), (16, 0.5), (0.2, 0.02, 0.5)),
+        "seed003": AugmentPlan(0.5, 0, (0.0625, 0.1, 45.0, 0.5), (16, 0.5), None),
+        "seed004": AugmentPlan(0.5, 0, (0.1, 0.1, 10.0, 0.5), (16, 0.5), None),
+    }[policy]
+
+
+def _albumentations_pipeline(plan: AugmentPlan, mean: tuple[float, float, float]) -> A.Compose:
+    fill = tuple(int(round(255 * m)) for m in mean)
+    ops: list[A.BasicTransform] = []
+    if plan.affine is not None:
+        shift, scale, rotate, p = plan.affine
+        ops.append(
+            A.Affine(
+                translate_percent=(-shift, shift),
+                scale=(1 - scale, 1 + scale),
+                rotate=(-rotate, rotate),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=p,
+            )
+        )
+    if plan.cutout is not None:
+        size, p = plan.cutout
+        ops.append(
+            A.CoarseDropout(
+                num_holes_range=(1, 1),
+                hole_height_range=(size, size),
+                hole_width_range=(size, size),
+                fill=fill,
+                p=p,
+            )
+        )
+    if plan.jitter is not None:
+        delta, hue, p = plan.jitter
+        ops.append(_color_jitter(delta, hue, p))
+    return A.Compose(ops)
+
+
+def _color_jitter(delta: float, hue: float, p: float) -> A.ColorJitter:
+    """``A.ColorJitter`` with symmetric ranges (brightness/contrast/saturation 1 +- delta)."""
+    return A.ColorJitter(
+        brightness=(1 - delta, 1 + delta),
+        contrast=(1 - delta, 1 + delta),
+        saturation=(1 - delta, 1 + delta),
+        hue=(-hue, hue),
+        p=p,
+    )
+
+
+class BatchAugmenter:
+    """Applies an :class:`AugmentPlan` to uint8 batches.
+
+    Call with a uint8 tensor (B, 32, 32, 3) on the CPU and a ``torch.Generator``; returns a new
+    uint8 tensor of the same shape. The albumentations RNG is re-seeded by :meth:`set_epoch`, so
+    a run resumed at epoch k draws the same augmentations as an uninterrupted one.
+    """
+
+    def __init__(self, plan: AugmentPlan, mean: tuple[float, float, float], seed: int = 0):
+        self.plan = plan
+        self.seed = seed
+        self._albu = _albumentations_pipeline(plan, mean) if plan.needs_albumentations else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Re-seed the per-image pipeline for ``epoch`` (0-based)."""
+        if self._albu is not None:
+            self._albu.set_random_seed(self.seed * 100_003 + epoch)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self._albu is not None:
+            arr = images.numpy()
+            out = np.stack([self._albu(image=img)["image"] for img in arr])
+            images = torch.from_numpy(out)
+        if self.plan.crop_pad:
+            images = random_crop(images, self.plan.crop_pad, generator)
+        if self.plan.flip_p:
+            images = random_flip(images, self.plan.flip_p, generator)
+        return images
+
+
+def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image of a (B, H, W, C) batch left-right with probability ``p``."""
+    mask = torch.rand(images.shape[0], generator=generator) < p
+    return torch.where(mask[:, None, None, None], images.flip(2), images)
+
+
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad a (B, H, W, C) batch by ``pad`` px and take one random HxW crop per image."""
+    b, h, w, c = images.shape
+    padded = images.new_zeros((b, h + 2 * pad, w + 2 * pad, c))
+    padded[:, pad : pad + h, pad : pad + w] = images
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = dy[:, None] + torch.arange(h)
+    cols = dx[:, None] + torch.arange(w)
+    return padded[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def build_augmenter(
+    policy: str, strength: float, mean: tuple[float, float, float], seed: int = 0
+) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """A :class:`BatchAugmenter` for a policy name and strength (see :func:`plan_for`)."""
+    return BatchAugmenter(plan_for(policy, strength), mean, seed)

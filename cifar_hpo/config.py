@@ -1,0 +1,331 @@
+"""The training configuration tree and its one vocabulary of dotted names.
+
+A run is fully described by a frozen :class:`TrainConfig`. Dotted names such as ``optim.lr`` or
+``augment.strength`` are the same in sweep YAML files, Optuna parameter names, MLflow params and
+CLI overrides (``--set optim.lr=0.05``). Unknown keys and wrong types fail when the config is
+built, before any training starts, with a one-line :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("onecycle", "cosine", "plateau", "step", "constant")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid. The message is one line naming key and value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataConfig(_Section):
+    """Which data a run trains on.
+
+    Attributes:
+        dataset: ``cifar10`` or ``cifar100``.
+        data_dir: folder holding the dataset and its decoded cache (None: ``$CIFAR_HPO_DATA_DIR``
+            or ``./data``).
+        val_fraction: share of the training set held out, stratified, for validation (seed 003
+            uses 0.1). The test set is only used for the final evaluation.
+        train_fraction: share of the remaining training images used (small sweep budgets).
+        split_seed: seed of the validation split (kept apart from ``seed`` so that trials with
+            different seeds are scored on the same validation images).
+    """
+
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
+    data_dir: str | None = None
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    split_seed: int = 0
+
+
+class ModelConfig(BaseModel):
+    """Model name from the registry plus its own hyperparameters (``model.width``, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "airbench"
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """Builder keyword arguments other than the name, e.g. ``{"width": 0.5}``."""
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _known_model_and_hparams(self) -> ModelConfig:
+        from cifar_hpo.models import list_models, model_info
+
+        if self.name not in list_models():
+            raise ValueError(
+                f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}"
+            )
+        allowed = model_info(self.name).hparams
+        for key in self.hparams:
+            if key not in allowed:
+                choices = ", ".join(sorted(allowed)) or "none"
+                raise ValueError(
+                    f"model {self.name!r} has no hyperparameter {key!r}; allowed: {choices}"
+                )
+        return self
+
+
+class OptimConfig(_Section):
+    """Optimizer and loss settings.
+
+    Attributes:
+        name: ``sgd`` (momentum, optional Nesterov), ``adam`` or ``adamw``.
+        lr: learning rate; the peak LR for OneCycleLR, the start LR otherwise.
+        momentum: SGD momentum (Adam's beta1 is left at its default).
+        nesterov: Nesterov momentum for SGD.
+        wd: weight decay (L2 for SGD/Adam, decoupled for AdamW).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        grad_clip: max global gradient norm; 0 disables clipping (seed 002 uses 1.0).
+    """
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = True
+    wd: float = Field(5e-4, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_clip: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimConfig:
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("optim.nesterov=true needs optim.momentum > 0")
+        return self
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate schedule.
+
+    Attributes:
+        name: ``onecycle`` (OneCycleLR, stepped per batch), ``cosine`` (cosine annealing per
+            batch with optional linear warmup), ``plateau`` (ReduceLROnPlateau on validation
+            loss, per epoch), ``step`` (StepLR, per epoch) or ``constant``.
+        pct_start: OneCycleLR share of steps spent warming up.
+        div_factor: OneCycleLR start LR = lr / div_factor.
+        final_div_factor: OneCycleLR final LR = start LR / final_div_factor.
+        warmup_epochs: cosine: linear warmup length in epochs (fractions allowed).
+        min_lr: cosine: LR at the end of annealing.
+        step_size: step: epochs between decays.
+        gamma: step: decay factor.
+        plateau_patience: plateau: epochs without improvement before decaying (seed 000: 2).
+        plateau_factor: plateau: decay factor (seed 000: 0.1).
+    """
+
+    name: Literal["onecycle", "cosine", "plateau", "step", "constant"] = "onecycle"
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0)
+    div_factor: float = Field(25.0, gt=0.0)
+    final_div_factor: float = Field(1e4, gt=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    min_lr: float = Field(0.0, ge=0.0)
+    step_size: int = Field(10, ge=1)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    plateau_patience: int = Field(2, ge=0)
+    plateau_factor: float = Field(0.1, gt=0.0, lt=1.0)
+
+
+class AugmentConfig(_Section):
+    """Training augmentation.
+
+    Attributes:
+        policy: ``strength`` (scaled by ``strength``) or a named policy such as ``none``,
+            ``flip``, ``flip-crop``, ``seed002``, ``seed003``, ``seed004`` (see
+            :mod:`cifar_hpo.augment`).
+        strength: 0 = no augmentation, 1 = seed 002's full policy; used by ``strength``.
+    """
+
+    policy: str = "strength"
+    strength: float = Field(0.25, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _known_policy(self) -> AugmentConfig:
+        from cifar_hpo.augment import POLICIES
+
+        if self.policy not in POLICIES:
+            raise ValueError(
+                f"unknown augment policy {self.policy!r}; choose one of: {', '.join(POLICIES)}"
+            )
+        return self
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when a validation metric has not improved for ``patience`` epochs (seed 001).
+
+    Attributes:
+        patience: epochs without improvement before stopping; 0 disables early stopping.
+        metric: ``val_loss`` (minimized) or ``val_acc`` (maximized).
+        min_delta: smallest change that counts as an improvement.
+    """
+
+    patience: int = Field(0, ge=0)
+    metric: Literal["val_loss", "val_acc"] = "val_loss"
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    """Everything one training run needs. Frozen; build variants with :func:`with_overrides`.
+
+    Attributes:
+        epochs: number of passes over the training split (the schedule is fitted to it).
+        batch_size: training images per optimizer step.
+        seed: seeds weight init, shuffling, augmentation and dropout.
+        device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
+        amp: mixed precision: ``auto`` (on for CUDA only), ``on`` or ``off``.
+        channels_last: use the NHWC memory format for activations and weights.
+        tta: flip test-time augmentation at evaluation (average of image and mirror logits).
+        eval_batch_size: images per evaluation batch.
+    """
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    augment: AugmentConfig = AugmentConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(512, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    amp: Literal["auto", "on", "off"] = "auto"
+    channels_last: bool = True
+    tta: bool = False
+    eval_batch_size: int = Field(1000, ge=1)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a nested and/or dotted mapping; raises :class:`ConfigError`."""
+        nested = nest(values)
+        try:
+            return cls.model_validate(nested)
+        except ValidationError as err:
+            raise ConfigError(_one_line(err)) from None
+
+    def to_flat(self) -> dict[str, Any]:
+        """All resolved values as ``{"optim.lr": 0.1, "model.name": "airbench", ...}``."""
+        return flatten(self.model_dump())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as a nested plain dict (YAML/JSON ready)."""
+        return self.model_dump()
+
+
+def _one_line(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key {loc!r}")
+        elif e["type"] == "value_error":
+            parts.append(msg if not loc else f"{loc}: {msg}")
+        else:
+            parts.append(f"{loc}: {msg} (got {e.get('input')!r})")
+    return "; ".join(parts)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> dotted keys. ``{"optim": {"lr": 0.1}}`` -> ``{"optim.lr": 0.1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted and nested keys -> one nested dict (later keys win)."""
+    tree: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            value = nest(value)
+        node = tree
+        *parents, leaf = str(key).split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"key {key!r} goes inside {part!r}, which is a value")
+            node = child
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = _merge(node[leaf], value)
+        else:
+            node[leaf] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["optim.lr=0.05", "tta=true"]`` -> dotted dict, values parsed as YAML scalars.
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.05")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return out
+
+
+def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainConfig:
+    """A new config with dotted overrides applied and everything re-validated.
+
+    Changing ``model.name`` drops the previous model's hyperparameters.
+    """
+    base = config.to_dict()
+    nested = nest(overrides)
+    if "name" in nested.get("model", {}) and nested["model"]["name"] != base["model"]["name"]:
+        base["model"] = {"name": nested["model"]["name"]}
+    return TrainConfig.from_dict(_merge(base, nested))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; raises :class:`ConfigError` on a missing file or bad YAML."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"malformed YAML in {str(path)!r}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] = ()) -> TrainConfig:
+    """Config from an optional YAML file plus dotted overrides (overrides win)."""
+    values = nest(load_yaml(path)) if path else {}
+    return TrainConfig.from_dict(_merge(values, nest(dict(overrides))))

@@ -1,0 +1,348 @@
+"""The shared training core: ``train(config, data, callbacks) -> Result``.
+
+No globals, prints or file I/O: everything a run needs is in its :class:`TrainConfig` and
+:class:`CifarData`; progress bars, checkpoints, pruning and tracking plug in as callbacks.
+The loop follows airbench: the whole (split) dataset stays in memory as uint8, each epoch is a
+seeded permutation, and augmentation runs on whole batches before the float conversion.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifar_hpo.augment import build_augmenter
+from cifar_hpo.callbacks import Callback, EarlyStopping
+from cifar_hpo.config import TrainConfig
+from cifar_hpo.data import CifarData, stratified_split, subset_per_class
+from cifar_hpo.device import InputTransform, amp_enabled, autocast, resolve_device
+from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
+from cifar_hpo.models import create_model
+from cifar_hpo.optim import LRSchedule, build_optimizer
+
+#: Final states of a run.
+COMPLETED, EARLY_STOPPED, DIVERGED, STOPPED = "completed", "early_stopped", "diverged", "stopped"
+
+
+@dataclass
+class Splits:
+    """Index arrays into ``data.train_images`` for training and validation."""
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def make_splits(config: TrainConfig, data: CifarData) -> Splits:
+    """Stratified validation hold-out, then the training subset for small budgets."""
+    train_idx, val_idx = stratified_split(
+        data.train_labels, config.data.val_fraction, config.data.split_seed
+    )
+    if config.data.train_fraction < 1.0:
+        keep = subset_per_class(
+            data.train_labels[train_idx], config.data.train_fraction, config.data.split_seed
+        )
+        train_idx = train_idx[keep]
+    return Splits(train_idx=train_idx, val_idx=val_idx)
+
+
+@dataclass
+class Result:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        status: ``completed``, ``early_stopped``, ``diverged`` or ``stopped`` (by a callback).
+        message: one line explaining a non-completed status.
+        history: one dict per epoch (see :func:`train`).
+        model: the trained model (best weights when early-stopped), in eval mode.
+        val: final validation report (None without a validation split).
+        test: test-set report (None when ``evaluate_test=False`` or diverged).
+        seconds: wall time of the whole run, evaluation included.
+        images_seen: training images processed (the compute a run used).
+        num_params: trainable parameters.
+    """
+
+    status: str
+    message: str
+    history: list[dict[str, Any]]
+    model: nn.Module
+    val: EvalReport | None
+    test: EvalReport | None
+    seconds: float
+    images_seen: int
+    num_params: int
+    config: TrainConfig
+    class_names: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_val_acc(self) -> float:
+        """Highest validation top-1 accuracy over the epochs (nan without validation)."""
+        values = [r["val_acc"] for r in self.history if r.get("val_acc") is not None]
+        return max(values) if values else float("nan")
+
+
+class TrainState:
+    """Live state of a run, passed to every callback hook."""
+
+    def __init__(self, config: TrainConfig, model: nn.Module, optimizer, schedule, scaler, gen):
+        self.config = config
+        self.model = model
+        self.optimizer = optimizer
+        self.schedule: LRSchedule = schedule
+        self.scaler: torch.amp.GradScaler = scaler
+        self.generator: torch.Generator = gen
+        self.epoch = 0  # completed epochs
+        self.history: list[dict[str, Any]] = []
+        self.images_seen = 0
+        self.steps_per_epoch = 0
+        self.num_train = 0
+        self.num_val = 0
+        self.stop_status: str | None = None
+        self.stop_message = ""
+        self.early_stopping: EarlyStopping | None = None
+
+    def request_stop(self, status: str = STOPPED, message: str = "") -> None:
+        """End training after the current epoch with ``status``."""
+        self.stop_status, self.stop_message = status, message
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, optimizer, scheduler, scaler, RNGs,
+        history and the resolved config."""
+        return {
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+            "images_seen": self.images_seen,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+        }
+
+
+def train(
+    config: TrainConfig,
+    data: CifarData,
+    callbacks: Sequence[Callback] = (),
+    *,
+    resume: dict[str, Any] | None = None,
+    evaluate_test: bool = True,
+) -> Result:
+    """Train ``config.model`` on ``data`` for ``config.epochs`` epochs.
+
+    Each history row holds: ``epoch`` (1-based), ``lr`` (at the end of the epoch),
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_top5``, ``val_f1_macro``,
+    ``epoch_seconds`` (training + validation, seconds), ``images_per_sec`` (training images per
+    second of training time) and ``images_seen`` (cumulative).
+
+    Args:
+        config: resolved configuration; ``config.seed`` seeds init, shuffling and augmentation.
+        data: the dataset (uint8 images (N, 32, 32, 3), int64 labels).
+        callbacks: hooks called in order (see :class:`cifar_hpo.callbacks.Callback`).
+        resume: a checkpoint dict from :func:`cifar_hpo.checkpoint.load_checkpoint`; training
+            continues after its last completed epoch and ends with the same history as an
+            uninterrupted run (on CPU).
+        evaluate_test: score the test split at the end (never used for selection).
+
+    Returns:
+        A :class:`Result`. A non-finite loss ends the run with status ``diverged``.
+
+    Raises:
+        ValueError: the config does not fit the data (e.g. an empty training split) or the
+            checkpoint belongs to another config.
+    """
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    use_amp = amp_enabled(device, config.amp)
+    splits = make_splits(config, data)
+    if len(splits.train_idx) == 0:
+        raise ValueError("the training split is empty; lower data.val_fraction or add images")
+
+    torch.manual_seed(config.seed)
+    model = create_model(config.model.name, data.num_classes, **config.model.hparams)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format)
+    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    train_images = torch.from_numpy(data.train_images[splits.train_idx])
+    train_labels = torch.from_numpy(data.train_labels[splits.train_idx]).long()
+    val_images = torch.from_numpy(data.train_images[splits.val_idx])
+    val_labels = torch.from_numpy(data.train_labels[splits.val_idx]).long()
+    n = train_images.shape[0]
+    batch_size = min(config.batch_size, n)
+    steps_per_epoch = n // batch_size
+
+    optimizer = build_optimizer(model, config.optim)
+    schedule = LRSchedule(optimizer, config.schedule, config.optim.lr, config.epochs, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    gen = torch.Generator().manual_seed(config.seed)
+    augment = build_augmenter(config.augment.policy, config.augment.strength, data.mean, config.seed)
+    to_input = InputTransform(data.mean, data.std, device, config.channels_last)
+
+    state = TrainState(config, model, optimizer, schedule, scaler, gen)
+    state.steps_per_epoch, state.num_train, state.num_val = steps_per_epoch, n, len(splits.val_idx)
+    callbacks = list(callbacks)
+    if config.early_stopping.patience > 0 and len(splits.val_idx) > 0:
+        es = config.early_stopping
+        state.early_stopping = EarlyStopping(es.patience, es.metric, es.min_delta)
+        callbacks.insert(0, state.early_stopping)
+
+    if resume is not None:
+        _restore(state, resume)
+
+    for cb in callbacks:
+        cb.on_train_start(state)
+
+    status, message = COMPLETED, ""
+    val_report: EvalReport | None = None
+    label_smoothing = config.optim.label_smoothing
+    while state.epoch < config.epochs and state.stop_status is None:
+        epoch = state.epoch
+        augment.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        diverged = False
+        for step in range(steps_per_epoch):
+            idx = perm[step * batch_size : (step + 1) * batch_size]
+            x = to_input(augment(train_images[idx], gen))
+            y = train_labels[idx].to(device, non_blocking=True)
+            with autocast(device, use_amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.optim.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step_batch()
+            loss_sum += loss.detach().float() * y.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
+            batch_loss = None
+            if device.type == "cpu" or step % 25 == 24:
+                batch_loss = float(loss.detach())
+                if not math.isfinite(batch_loss):
+                    diverged = True
+            for cb in callbacks:
+                cb.on_batch_end(state, step + 1, batch_loss)
+            if diverged:
+                break
+        seen = (step + 1) * batch_size
+        state.images_seen += seen
+        train_seconds = time.perf_counter() - t0
+        train_loss = float(loss_sum) / seen
+        if diverged or not math.isfinite(train_loss):
+            status = DIVERGED
+            message = f"non-finite training loss at epoch {epoch + 1}, step {step + 1}; stopped"
+            state.epoch += 1
+            state.history.append(
+                {"epoch": epoch + 1, "lr": schedule.lr, "train_loss": float("nan"),
+                 "images_seen": state.images_seen}
+            )
+            break
+
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": schedule.lr,
+            "train_loss": train_loss,
+            "train_acc": float(correct) / seen,
+        }
+        if len(splits.val_idx):
+            logits = predict_logits(
+                model, val_images, to_input, config.eval_batch_size, config.tta, use_amp
+            )
+            val_report = compute_metrics(logits, val_labels, data.class_names)
+            record.update(
+                val_loss=val_report.metrics["loss"],
+                val_acc=val_report.metrics["acc"],
+                val_top5=val_report.metrics["top5"],
+                val_f1_macro=val_report.metrics["f1_macro"],
+            )
+        schedule.step_epoch(record.get("val_loss", train_loss))
+        record["epoch_seconds"] = time.perf_counter() - t0
+        record["images_per_sec"] = seen / train_seconds
+        record["images_seen"] = state.images_seen
+        state.epoch += 1
+        state.history.append(record)
+        for cb in callbacks:
+            cb.on_epoch_end(state, record)
+
+    if status == COMPLETED and state.stop_status is not None:
+        status, message = state.stop_status, state.stop_message
+    if status == EARLY_STOPPED and state.early_stopping and state.early_stopping.best_weights:
+        model.load_state_dict(state.early_stopping.best_weights)
+
+    test_report = None
+    if status != DIVERGED:
+        if len(splits.val_idx) and (val_report is None or status == EARLY_STOPPED):
+            logits = predict_logits(
+                model, val_images, to_input, config.eval_batch_size, config.tta, use_amp
+            )
+            val_report = compute_metrics(logits, val_labels, data.class_names)
+        if evaluate_test and len(data.test_labels):
+            logits = predict_logits(
+                model,
+                torch.from_numpy(data.test_images),
+                to_input,
+                config.eval_batch_size,
+                config.tta,
+                use_amp,
+            )
+            test_report = compute_metrics(
+                logits, torch.from_numpy(data.test_labels).long(), data.class_names
+            )
+    model.eval()
+    result = Result(
+        status=status,
+        message=message,
+        history=state.history,
+        model=model,
+        val=val_report,
+        test=test_report,
+        seconds=time.perf_counter() - t_start,
+        images_seen=state.images_seen,
+        num_params=num_params,
+        config=config,
+        class_names=data.class_names,
+    )
+    for cb in callbacks:
+        cb.on_train_end(state, result)
+    return result
+
+
+def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
+    saved = TrainConfig.from_dict(ckpt["config"])
+    if saved != state.config:
+        diff = sorted(
+            k for k, v in state.config.to_flat().items() if saved.to_flat().get(k) != v
+        )
+        raise ValueError(
+            f"checkpoint was written with a different config (differs in: {', '.join(diff)})"
+        )
+    state.model.load_state_dict(ckpt["model"])
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    state.schedule.load_state_dict(ckpt["scheduler"])
+    state.scaler.load_state_dict(ckpt["scaler"])
+    state.generator.set_state(ckpt["generator"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    state.epoch = int(ckpt["epoch"])
+    state.history = copy.deepcopy(list(ckpt["history"]))
+    state.images_seen = int(ckpt["images_seen"])
+    if state.early_stopping is not None and ckpt.get("early_stopping"):
+        state.early_stopping.load_state_dict(ckpt["early_stopping"])
