@@ -182,7 +182,8 @@ class TrainConfig(_Section):
         batch_size: training images per optimizer step.
         seed: seeds weight init, shuffling, augmentation and dropout.
         device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
-        amp: mixed precision: ``auto`` (on for CUDA only), ``on`` or ``off``.
+        amp: mixed precision: ``auto`` (CUDA fp16; bf16 on CPUs with AMX/AVX512-BF16), ``on``
+            or ``off``.
         channels_last: use the NHWC memory format for activations and weights.
         tta: flip test-time augmentation at evaluation (average of image and mirror logits).
         eval_batch_size: images per evaluation batch.

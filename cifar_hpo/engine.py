@@ -142,7 +142,7 @@ def train(
 ) -> Result:
     """Train ``config.model`` on ``data`` for ``config.epochs`` epochs.
 
-    Each history row holds: ``epoch`` (1-based), ``lr`` (at the end of the epoch),
+    Each history row holds: ``epoch`` (1-based), ``lr`` (at the last step of the epoch),
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_top5``, ``val_f1_macro``,
     ``epoch_seconds`` (training + validation, seconds), ``images_per_sec`` (training images per
     second of training time) and ``images_seen`` (cumulative).

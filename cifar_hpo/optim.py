@@ -38,7 +38,8 @@ class LRSchedule:
     * ``plateau``: ``ReduceLROnPlateau`` on the validation loss, stepped per epoch.
     * ``constant``: no scheduler.
 
-    The schedule is fitted to the number of epochs actually run, never truncated.
+    The schedule is fitted to the number of epochs actually run, never truncated. Runs with
+    fewer than 4 optimizer steps in all keep a constant LR under ``onecycle``.
     """
 
     def __init__(
@@ -54,12 +55,15 @@ class LRSchedule:
         total = max(1, epochs * steps_per_epoch)
         self.per_batch = cfg.name in ("onecycle", "cosine")
         self.scheduler: Any
-        if cfg.name == "onecycle":
+        if cfg.name == "onecycle" and total < 4:
+            self.scheduler, self.per_batch = None, False  # too few steps for two phases
+        elif cfg.name == "onecycle":
             self.scheduler = lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=lr,
                 total_steps=total,
-                pct_start=cfg.pct_start,
+                # each phase needs >= 1 step (OneCycleLR divides by the phase length)
+                pct_start=min(0.9, max(cfg.pct_start, 2.0 / total)),
                 div_factor=cfg.div_factor,
                 final_div_factor=cfg.final_div_factor,
                 anneal_strategy="cos",

@@ -1,0 +1,267 @@
+"""The ``cifar-hpo`` command line (Typer). Each command parses, calls one function, prints."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Hyperparameter sweeps and experiment tracking for CNN classifiers on CIFAR-10/100.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Import and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="CIFAR_HPO_DATA_DIR", help="Dataset folder [default: data]."),
+]
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
+
+
+class UserError(Exception):
+    """Raised by command helpers for a one-line message and exit status 2."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from cifar_hpo.checkpoint import CheckpointError
+    from cifar_hpo.config import ConfigError
+    from cifar_hpo.data import DatasetError
+
+    return (UserError, ConfigError, DatasetError, CheckpointError, ValueError, OSError)
+
+
+def friendly_errors(func):
+    """Turn the project's one-line errors into ``error: ...`` on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _known_errors() as err:
+            message = str(err) or type(err).__name__
+            if isinstance(err, OSError) and getattr(err, "filename", None):
+                message = f"{err.strerror}: {err.filename}"
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------- data
+@data_app.command("import")
+@friendly_errors
+def data_import(
+    path: Annotated[Path, typer.Argument(help="torchvision folder, class folders or archive.")],
+    name: Annotated[str | None, typer.Option(help="cifar10 or cifar100 [default: guess].")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Decode a dataset copy once into the uint8 cache every run reuses."""
+    from cifar_hpo.data import dataset_info, import_dataset
+
+    with console.status(f"decoding {path} ..."):
+        data = import_dataset(path, name=name, data_dir=data_dir)
+    info = dataset_info(data_dir, data.name)
+    console.print(
+        f"imported [bold]{data.name}[/]: {len(data.train_labels)} train, "
+        f"{len(data.test_labels)} test images, {data.num_classes} classes -> {info.cache_path}"
+    )
+
+
+@data_app.command("info")
+@friendly_errors
+def data_info(dataset: DatasetOpt = "cifar10", data_dir: DataDirOpt = None) -> None:
+    """Counts per class and split, source and cache path of an imported dataset."""
+    from cifar_hpo.data import dataset_info
+
+    info = dataset_info(data_dir, dataset)
+    table = Table(title=f"{info.name}: {info.num_train} train / {info.num_test} test")
+    table.add_column("label", justify="right")
+    table.add_column("class")
+    table.add_column("train", justify="right")
+    table.add_column("test", justify="right")
+    for i, cls in enumerate(info.class_names):
+        table.add_row(str(i), cls, str(info.train_counts[i]), str(info.test_counts[i]))
+    console.print(table)
+    console.print(f"source:   {info.source}")
+    console.print(f"cache:    {info.cache_path} ({info.cache_bytes / 1e6:.1f} MB)")
+    console.print(f"checksum: {info.checksum}")
+
+
+# ----------------------------------------------------------------------------- models
+@app.command("models")
+@friendly_errors
+def models_cmd(
+    num_classes: Annotated[int, typer.Option(help="Classes for the counts.")] = 10,
+) -> None:
+    """List registered models with source, parameters and MACs per 32x32 image."""
+    from cifar_hpo.models import count_macs, count_parameters, create_model, list_models, model_info
+
+    table = Table(title=f"registered models ({num_classes} classes)")
+    for col in ("name", "source", "params", "MACs/image", "hyperparameters"):
+        table.add_column(col, justify="right" if col in ("params", "MACs/image") else "left")
+    for name in list_models():
+        info = model_info(name)
+        model = create_model(name, num_classes)
+        hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in info.hparams.items())
+        table.add_row(
+            name, info.source, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}M", hp
+        )
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------- train
+def build_train_config(
+    config_file: Path | None,
+    overrides: list[str],
+    **options,
+):
+    """Config file, then named options, then ``--set`` overrides (last wins)."""
+    from cifar_hpo.config import load_config, parse_overrides
+
+    named = {key: value for key, value in options.items() if value is not None}
+    merged = {**named, **parse_overrides(overrides)}
+    return load_config(config_file, merged)
+
+
+@app.command("train")
+@friendly_errors
+def train_cmd(
+    model: Annotated[str | None, typer.Option(help="Registered model name (see `models`).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (peak for OneCycle).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="onecycle, cosine, plateau, step or constant.")
+    ] = None,
+    augment: Annotated[str | None, typer.Option(help="Augment policy name.")] = None,
+    strength: Annotated[float | None, typer.Option(help="augment.strength in [0, 1].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="cifar10 or cifar100.")] = None,
+    data_dir: DataDirOpt = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. --set optim.wd=5e-4.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for run folders.")] = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option(help="Run folder or checkpoint.pt to continue exactly.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train one model with rich progress; writes config, history, reports, plots, checkpoint."""
+    from cifar_hpo.callbacks import Checkpointing
+    from cifar_hpo.checkpoint import load_checkpoint
+    from cifar_hpo.config import TrainConfig
+    from cifar_hpo.data import load_dataset
+    from cifar_hpo.engine import train
+    from cifar_hpo.progress import RichProgress
+    from cifar_hpo.runs import CHECKPOINT, RunFolderWriter, new_run_dir
+
+    ckpt = None
+    if resume is not None:
+        ckpt_path = resume / CHECKPOINT if resume.is_dir() else resume
+        ckpt = load_checkpoint(ckpt_path)
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        run_dir = ckpt_path.parent
+    else:
+        cfg = build_train_config(
+            config,
+            set_ or [],
+            **{
+                "model.name": model,
+                "epochs": epochs,
+                "optim.lr": lr,
+                "batch_size": batch_size,
+                "optim.name": optimizer,
+                "schedule.name": scheduler,
+                "augment.policy": augment,
+                "augment.strength": strength,
+                "seed": seed,
+                "device": device,
+                "data.dataset": dataset,
+                "data.data_dir": str(data_dir) if data_dir else None,
+            },
+        )
+        run_dir = new_run_dir(out, cfg.model.name)
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    console.print(f"run folder: [bold]{run_dir}[/]  model {cfg.model.name}  epochs {cfg.epochs}")
+    callbacks = [RunFolderWriter(run_dir), Checkpointing(run_dir / CHECKPOINT)]
+    if progress:
+        callbacks.append(RichProgress(console))
+    result = train(cfg, data, callbacks, resume=ckpt)
+    _print_result(result)
+    console.print(f"wrote {run_dir}")
+    if result.status == "diverged":
+        raise typer.Exit(1)
+
+
+def _print_result(result) -> None:
+    table = Table(title=f"{result.config.model.name}: {result.status}")
+    table.add_column("metric")
+    table.add_column("validation", justify="right")
+    table.add_column("test", justify="right")
+    for key in ("acc", "top3", "top5", "precision_macro", "recall_macro", "f1_macro", "loss"):
+        val = f"{result.val.metrics[key]:.4f}" if result.val else "-"
+        test = f"{result.test.metrics[key]:.4f}" if result.test else "-"
+        table.add_row(key, val, test)
+    console.print(table)
+    if result.message:
+        console.print(result.message)
+    rate = result.images_seen / max(result.seconds, 1e-9)
+    console.print(
+        f"{len(result.history)} epochs, {result.seconds / 60:.1f} min, "
+        f"{result.num_params:,} params, {rate:.0f} images/s overall"
+    )
+
+
+@app.command("lr-find")
+@friendly_errors
+def lr_find_cmd(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "airbench",
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
+    start_lr: Annotated[float, typer.Option(help="First LR tried.")] = 1e-5,
+    end_lr: Annotated[float, typer.Option(help="Last LR tried.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Batches in the test.")] = 100,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config file.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override.")] = None,
+    data_dir: DataDirOpt = None,
+    plot: Annotated[Path, typer.Option(help="Where to save the plot.")] = Path("lr_find.png"),
+) -> None:
+    """LR range test (seed 003): saves loss-vs-LR plot and suggests OneCycle's max LR."""
+    from cifar_hpo.data import load_dataset
+    from cifar_hpo.lr_find import lr_range_test
+    from cifar_hpo.plots import plot_lr_finder
+
+    cfg = build_train_config(
+        config,
+        set_ or [],
+        **{
+            "model.name": model,
+            "batch_size": batch_size,
+            "data.data_dir": str(data_dir) if data_dir else None,
+        },
+    )
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    with console.status("running LR range test ..."):
+        res = lr_range_test(cfg, data, start_lr, end_lr, steps)
+    plot_lr_finder(res.lrs, res.losses, res.suggestion, plot)
+    console.print(f"suggested max LR: [bold]{res.suggestion:.3g}[/]  (plot: {plot})")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
+    app()

@@ -1,0 +1,21 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+
+def tiny_config(**overrides):
+    """A fast config: seed000_cnn, 2 epochs, batch 32, flip-crop, fp32 on CPU."""
+    from cifar_hpo.config import TrainConfig
+
+    base = {
+        "model.name": "seed000_cnn",
+        "epochs": 2,
+        "batch_size": 32,
+        "optim.lr": 0.05,
+        "augment.policy": "flip-crop",
+        "device": "cpu",
+        "amp": "off",
+        "eval_batch_size": 200,
+    }
+    base.update(overrides)
+    return TrainConfig.from_dict(base)
