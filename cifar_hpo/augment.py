@@ -22,7 +22,16 @@ import cv2
 import numpy as np
 import torch
 
-POLICIES = ("strength", "none", "flip", "flip-translate", "flip-crop", "seed002", "seed003", "seed004")
+POLICIES = (
+    "strength",
+    "none",
+    "flip",
+    "flip-translate",
+    "flip-crop",
+    "seed002",
+    "seed003",
+    "seed004",
+)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
@@ -30,8 +31,13 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
         os.replace(tmp, path)
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {err.strerror}") from None
+    except BaseException as err:
+        with contextlib.suppress(OSError):  # leave no half-written temporary file behind
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            reason = err.strerror or str(err)
+            raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {reason}") from None
+        raise
     return path
 
 
@@ -48,13 +54,23 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
+        # torch wraps the unpickler's own one-line reason in a long generic text (which even
+        # suggests weights_only=False); report the reason itself, kept as the context
+        inner = err.__context__ if isinstance(err.__context__, pickle.UnpicklingError) else err
+        lines = str(inner).strip().splitlines()
+        reason = lines[0].strip() if lines else "unsafe pickle"
+        if "GLOBAL" in reason or "allowlisted" in reason:  # would import or call code
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was refused by weights_only loading: {reason}"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {str(path)!r} was refused by weights_only loading: {first}"
+            f"checkpoint {str(path)!r} is corrupt or truncated: {reason}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated: {first}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or truncated: {first}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a cifar-hpo checkpoint")
     return state

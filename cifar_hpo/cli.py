@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +36,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from cifar_hpo.config import ConfigError
     from cifar_hpo.data import DatasetError
 
-    return (UserError, ConfigError, DatasetError, CheckpointError, ValueError, OSError)
+    errors = [UserError, ConfigError, DatasetError, CheckpointError, ValueError, OSError]
+    try:
+        from mlflow.exceptions import MlflowException
+
+        errors.append(MlflowException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
 
 
 def friendly_errors(func):
@@ -112,8 +118,9 @@ def models_cmd(
     for name in list_models():
         info = model_info(name)
         model = create_model(name, num_classes)
-        hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in info.hparams.items())
+        hp = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.hparams.items()
+        )
         table.add_row(
             name, info.source, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}M", hp
         )
@@ -261,7 +268,157 @@ def lr_find_cmd(
     console.print(f"suggested max LR: [bold]{res.suggestion:.3g}[/]  (plot: {plot})")
 
 
+# ----------------------------------------------------------------------------- sweeps
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="CIFAR_HPO_STORAGE",
+        help="Optuna storage URL (postgresql://..., sqlite:///..., journal:FILE) "
+        "[default: sqlite:///studies/optuna.db].",
+    ),
+]
+
+
+@app.command("sweep")
+@friendly_errors
+def sweep_cmd(
+    study: Annotated[str, typer.Option(help="Study name: sweeps/<study>.yaml.")],
+    trials: Annotated[int | None, typer.Option(min=1, help="Trials to add.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after S seconds.")
+    ] = None,
+    storage: StorageOpt = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (default: the spec's).")] = None,
+    sweeps_dir: Annotated[Path, typer.Option(help="Folder of study YAML files.")] = Path("sweeps"),
+    data_dir: DataDirOpt = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override the base config of every trial.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run (or resume) an Optuna study; every trial is a nested MLflow run."""
+    import signal
+
+    from cifar_hpo.config import parse_overrides
+    from cifar_hpo.sweep.report import best_trial, state_counts
+    from cifar_hpo.sweep.runner import run_sweep
+
+    if trials is None and timeout is None:
+        raise UserError("give --trials N and/or --timeout SECONDS")
+
+    def _sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    outcome = run_sweep(
+        study,
+        trials,
+        timeout=timeout,
+        storage=storage,
+        seed=seed,
+        sweeps_dir=sweeps_dir,
+        data_dir=data_dir,
+        overrides=parse_overrides(set_ or []),
+        console=console,
+        show_progress=progress,
+    )
+    counts = state_counts(outcome.study)
+    best = best_trial(outcome.study)
+    console.print(
+        f"study [bold]{study}[/]: {len(outcome.new_trials)} new trials; totals: "
+        + ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v)
+    )
+    if best is not None:
+        console.print(
+            f"best trial {best.number}: {best.value:.4f} "
+            f"(test acc {best.user_attrs.get('test_acc', float('nan')):.4f}, "
+            f"registry version {best.user_attrs.get('registry_version', '-')})"
+        )
+    console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
+    if outcome.interrupted:
+        err_console.print("interrupted: the running trial was recorded; re-run to continue")
+        raise typer.Exit(130)
+
+
+@app.command("studies")
+@friendly_errors
+def studies_cmd(storage: StorageOpt = None) -> None:
+    """List stored studies with trial counts per state and the best value."""
+    import optuna
+
+    from cifar_hpo.sweep.report import best_trial, state_counts
+    from cifar_hpo.sweep.runner import make_storage
+
+    store = make_storage(storage)
+    summaries = optuna.get_all_study_summaries(store)
+    table = Table(title="studies")
+    for col in ("study", "complete", "pruned", "fail", "running", "best value", "best trial"):
+        table.add_column(col, justify="left" if col == "study" else "right")
+    for summary in sorted(summaries, key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=store)
+        counts = state_counts(study)
+        best = best_trial(study)
+        table.add_row(
+            summary.study_name,
+            str(counts["COMPLETE"]),
+            str(counts["PRUNED"]),
+            str(counts["FAIL"]),
+            str(counts["RUNNING"]),
+            f"{best.value:.4f}" if best else "-",
+            str(best.number) if best else "-",
+        )
+    console.print(table if summaries else "no studies stored yet")
+
+
+@app.command("best")
+@friendly_errors
+def best_cmd(
+    study: Annotated[str, typer.Option(help="Study name.")],
+    storage: StorageOpt = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the best model as one self-contained file.")
+    ] = None,
+) -> None:
+    """Show the best trial (value, params, MLflow run, registry version); optionally export it."""
+    from cifar_hpo.sweep.best import export_best, find_best
+
+    best = find_best(study, storage)
+    table = Table(title=f"best trial of {study}: #{best.number}", show_header=False)
+    table.add_row("value", f"{best.value:.4f}")
+    if best.test_acc is not None:
+        table.add_row("test acc", f"{best.test_acc:.4f}")
+    for k, v in best.params.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    table.add_row("mlflow run", best.run_id or "-")
+    table.add_row("registry", f"cifar-hpo-{study} v{best.registry_version or '-'}")
+    console.print(table)
+    if export is not None:
+        path = export_best(best, export)
+        console.print(f"exported to [bold]{path}[/] (torch.export; see README 'Exported models')")
+
+
+@app.command("predict")
+@friendly_errors
+def predict_cmd(
+    model: Annotated[Path, typer.Argument(help="Exported model file (cifar-hpo best --export).")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    top_k: Annotated[int, typer.Option(min=1, help="Also show the top-k classes.")] = 1,
+) -> None:
+    """Classify images of any size and mode (resized to 32x32 RGB): class and confidence."""
+    from cifar_hpo.predict import predict_files
+
+    for p in predict_files(model, paths, top_k=max(top_k, 1)):
+        extra = ""
+        if top_k > 1:
+            extra = "  (" + ", ".join(f"{n} {c:.2f}" for n, c in p.top) + ")"
+        console.print(f"{p.path}\t{p.label}\t{p.confidence:.4f}{extra}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry
     """Console-script entry point."""
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     app()
+
+
+if __name__ == "__main__":  # python -m cifar_hpo.cli
+    main()

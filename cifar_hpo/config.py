@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("onecycle", "cosine", "plateau", "step", "constant")
@@ -69,13 +76,40 @@ class ModelConfig(BaseModel):
                 f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}"
             )
         allowed = model_info(self.name).hparams
-        for key in self.hparams:
+        for key, value in self.hparams.items():
             if key not in allowed:
                 choices = ", ".join(sorted(allowed)) or "none"
                 raise ValueError(
                     f"model {self.name!r} has no hyperparameter {key!r}; allowed: {choices}"
                 )
+            # extras are untyped: give each the type of its builder default, so that wrong
+            # types fail here and YAML strings such as "1e-3" reach the builder as floats
+            self.__pydantic_extra__[key] = _like_default(f"model.{key}", value, allowed[key])
         return self
+
+
+def _like_default(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default`` (bool, int or float); other types as is."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    if isinstance(default, int | float):
+        number = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                pass
+        if number is not None and isinstance(default, float):
+            return float(number)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        kind = "a number" if isinstance(default, float) else "an integer"
+        raise ValueError(f"{key} must be {kind}, got {value!r}")
+    return value
 
 
 class OptimConfig(_Section):
@@ -183,7 +217,7 @@ class TrainConfig(_Section):
         seed: seeds weight init, shuffling, augmentation and dropout.
         device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
         amp: mixed precision: ``auto`` (CUDA fp16; bf16 on CPUs with AMX/AVX512-BF16), ``on``
-            or ``off``.
+            or ``off`` (YAML's unquoted ``on``/``off``, which it reads as booleans, work too).
         channels_last: use the NHWC memory format for activations and weights.
         tta: flip test-time augmentation at evaluation (average of image and mirror logits).
         eval_batch_size: images per evaluation batch.
@@ -203,6 +237,14 @@ class TrainConfig(_Section):
     channels_last: bool = True
     tta: bool = False
     eval_batch_size: int = Field(1000, ge=1)
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_from_yaml_bool(cls, value: Any) -> Any:
+        # YAML 1.1 reads `amp: off` and `--set amp=on` as booleans
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -300,8 +342,9 @@ def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainCo
     """
     base = config.to_dict()
     nested = nest(overrides)
-    if "name" in nested.get("model", {}) and nested["model"]["name"] != base["model"]["name"]:
-        base["model"] = {"name": nested["model"]["name"]}
+    model = nested.get("model")
+    if isinstance(model, dict) and "name" in model and model["name"] != base["model"]["name"]:
+        base["model"] = {"name": model["name"]}
     return TrainConfig.from_dict(_merge(base, nested))
 
 

@@ -185,10 +185,14 @@ def train(
     steps_per_epoch = n // batch_size
 
     optimizer = build_optimizer(model, config.optim)
-    schedule = LRSchedule(optimizer, config.schedule, config.optim.lr, config.epochs, steps_per_epoch)
+    schedule = LRSchedule(
+        optimizer, config.schedule, config.optim.lr, config.epochs, steps_per_epoch
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
     gen = torch.Generator().manual_seed(config.seed)
-    augment = build_augmenter(config.augment.policy, config.augment.strength, data.mean, config.seed)
+    augment = build_augmenter(
+        config.augment.policy, config.augment.strength, data.mean, config.seed
+    )
     to_input = InputTransform(data.mean, data.std, device, config.channels_last)
 
     state = TrainState(config, model, optimizer, schedule, scaler, gen)
@@ -252,8 +256,12 @@ def train(
             message = f"non-finite training loss at epoch {epoch + 1}, step {step + 1}; stopped"
             state.epoch += 1
             state.history.append(
-                {"epoch": epoch + 1, "lr": schedule.lr, "train_loss": float("nan"),
-                 "images_seen": state.images_seen}
+                {
+                    "epoch": epoch + 1,
+                    "lr": schedule.lr,
+                    "train_loss": float("nan"),
+                    "images_seen": state.images_seen,
+                }
             )
             break
 
@@ -329,9 +337,7 @@ def train(
 def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     saved = TrainConfig.from_dict(ckpt["config"])
     if saved != state.config:
-        diff = sorted(
-            k for k, v in state.config.to_flat().items() if saved.to_flat().get(k) != v
-        )
+        diff = sorted(k for k, v in state.config.to_flat().items() if saved.to_flat().get(k) != v)
         raise ValueError(
             f"checkpoint was written with a different config (differs in: {', '.join(diff)})"
         )

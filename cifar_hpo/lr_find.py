@@ -55,8 +55,13 @@ def lr_range_test(
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, data.num_classes, **config.model.hparams).to(device)
     optimizer = build_optimizer(model, config.optim)
+    # fp16 autocast on CUDA needs loss scaling, as in the engine, or small gradients underflow
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
     gen = torch.Generator().manual_seed(config.seed)
-    augment = build_augmenter(config.augment.policy, config.augment.strength, data.mean, config.seed)
+    augment = build_augmenter(
+        config.augment.policy, config.augment.strength, data.mean, config.seed
+    )
+    augment.set_epoch(0)  # seeds the albumentations ops: the same config gives the same curve
     to_input = InputTransform(data.mean, data.std, device, config.channels_last)
     idx = make_splits(config, data).train_idx
     images = torch.from_numpy(data.train_images[idx])
@@ -76,9 +81,10 @@ def lr_range_test(
         with autocast(device, use_amp):
             loss = F.cross_entropy(model(x), y, label_smoothing=config.optim.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = float(loss)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        value = float(loss.detach())
         if not math.isfinite(value):
             break
         avg = smoothing * value + (1 - smoothing) * avg if i else value

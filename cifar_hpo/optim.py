@@ -83,7 +83,9 @@ class LRSchedule:
             else:
                 self.scheduler = cosine
         elif cfg.name == "step":
-            self.scheduler = lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+            self.scheduler = lr_scheduler.StepLR(
+                optimizer, step_size=cfg.step_size, gamma=cfg.gamma
+            )
         elif cfg.name == "plateau":
             self.scheduler = lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience

@@ -16,8 +16,9 @@ class RichProgress(Callback):
     """Shows ``epoch k/N`` with the last train/val loss and accuracy, and a batch bar with the
     running images/s. Pass ``progress`` to share one live display with an outer sweep bar."""
 
-    def __init__(self, console: Console | None = None, progress: Progress | None = None,
-                 label: str = "train"):
+    def __init__(
+        self, console: Console | None = None, progress: Progress | None = None, label: str = "train"
+    ):
         self.own = progress is None
         self.progress = progress or Progress(
             TextColumn("[bold]{task.description}"),

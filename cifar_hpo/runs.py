@@ -26,12 +26,16 @@ def new_run_dir(root: str | Path, model_name: str) -> Path:
     """
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{model_name}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
+    k = 1
+    while True:
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            path.mkdir(parents=True)  # fails if the folder exists, even if made a moment ago
+            return path
+        except FileExistsError:
+            if not path.exists():  # a parent is in the way, not the run folder itself
+                raise
+            k += 1
 
 
 def write_history(history: list[dict[str, Any]], folder: Path) -> None:

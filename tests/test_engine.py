@@ -24,8 +24,18 @@ def test_train_learns_and_reports_everything(tiny_data):
     assert result.status == "completed"
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
     assert result.history[-1]["val_acc"] > 0.3  # 10 classes: chance is 0.1
-    keys = {"lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "val_f1_macro",
-            "epoch_seconds", "images_per_sec", "images_seen"}
+    keys = {
+        "lr",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_top5",
+        "val_f1_macro",
+        "epoch_seconds",
+        "images_per_sec",
+        "images_seen",
+    }
     assert keys <= set(result.history[-1])
     test = result.test.metrics
     assert set(test) >= {"acc", "top3", "top5", "f1_macro", "precision_macro", "loss"}
@@ -89,16 +99,22 @@ def test_onecycle_warms_up_then_anneals(tiny_data):
 
 
 def test_cosine_with_warmup(tiny_data):
-    lrs = _lrs(tiny_data, epochs=5, **{"schedule.name": "cosine", "schedule.warmup_epochs": 1,
-                                       "schedule.min_lr": 0.001})
+    lrs = _lrs(
+        tiny_data,
+        epochs=5,
+        **{"schedule.name": "cosine", "schedule.warmup_epochs": 1, "schedule.min_lr": 0.001},
+    )
     assert lrs[0] == pytest.approx(0.05, rel=1e-3)  # warmup of exactly one epoch ends at lr
     assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
     assert lrs[-1] == pytest.approx(0.001, rel=1e-3)
 
 
 def test_step_decays_every_step_size_epochs(tiny_data):
-    lrs = _lrs(tiny_data, epochs=4, **{"schedule.name": "step", "schedule.step_size": 2,
-                                       "schedule.gamma": 0.5})
+    lrs = _lrs(
+        tiny_data,
+        epochs=4,
+        **{"schedule.name": "step", "schedule.step_size": 2, "schedule.gamma": 0.5},
+    )
     assert lrs == pytest.approx([0.05, 0.05, 0.025, 0.025])  # LR used during each epoch
 
 
@@ -108,18 +124,36 @@ def test_constant_keeps_lr(tiny_data):
 
 def test_plateau_reduces_when_val_loss_stalls(tiny_data):
     # lr so small the validation loss cannot improve by the 1e-4 threshold -> decays
-    lrs = _lrs(tiny_data, epochs=3, **{"schedule.name": "plateau", "optim.lr": 1e-4,
-                                       "schedule.plateau_patience": 0, "optim.momentum": 0.0,
-                                       "optim.nesterov": False, "augment.policy": "none",
-                                       "model.dropout": 0.0})
+    lrs = _lrs(
+        tiny_data,
+        epochs=3,
+        **{
+            "schedule.name": "plateau",
+            "optim.lr": 1e-4,
+            "schedule.plateau_patience": 0,
+            "optim.momentum": 0.0,
+            "optim.nesterov": False,
+            "augment.policy": "none",
+            "model.dropout": 0.0,
+        },
+    )
     assert lrs[:2] == pytest.approx([1e-4, 1e-4]) and lrs[2] == pytest.approx(1e-5)
 
 
 def test_early_stopping_stops_and_restores_best(tiny_data):
-    cfg = tiny_config(epochs=10, **{"optim.lr": 1e-12, "early_stopping.patience": 2,
-                                    "early_stopping.metric": "val_acc", "augment.policy": "none",
-                                    "model.dropout": 0.0, "optim.momentum": 0.0,
-                                    "optim.nesterov": False, "schedule.name": "constant"})
+    cfg = tiny_config(
+        epochs=10,
+        **{
+            "optim.lr": 1e-12,
+            "early_stopping.patience": 2,
+            "early_stopping.metric": "val_acc",
+            "augment.policy": "none",
+            "model.dropout": 0.0,
+            "optim.momentum": 0.0,
+            "optim.nesterov": False,
+            "schedule.name": "constant",
+        },
+    )
     result = train(cfg, tiny_data)
     assert result.status == "early_stopped"
     assert len(result.history) == 3
@@ -128,8 +162,15 @@ def test_early_stopping_stops_and_restores_best(tiny_data):
 
 
 def test_non_finite_loss_ends_run_as_diverged(tiny_data):
-    cfg = tiny_config(epochs=5, **{"optim.lr": 1e30, "schedule.name": "constant",
-                                   "optim.momentum": 0.0, "optim.nesterov": False})
+    cfg = tiny_config(
+        epochs=5,
+        **{
+            "optim.lr": 1e30,
+            "schedule.name": "constant",
+            "optim.momentum": 0.0,
+            "optim.nesterov": False,
+        },
+    )
     result = train(cfg, tiny_data)
     assert result.status == "diverged"
     assert "non-finite" in result.message
@@ -149,8 +190,14 @@ def test_callback_can_request_stop(tiny_data):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_optimizers_and_clipping_train(tiny_data, optimizer):
-    cfg = tiny_config(epochs=1, **{"optim.name": optimizer, "optim.lr": 0.01 if optimizer == "sgd"
-                                   else 1e-3, "optim.grad_clip": 1.0})
+    cfg = tiny_config(
+        epochs=1,
+        **{
+            "optim.name": optimizer,
+            "optim.lr": 0.01 if optimizer == "sgd" else 1e-3,
+            "optim.grad_clip": 1.0,
+        },
+    )
     result = train(cfg, tiny_data, evaluate_test=False)
     assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
 

@@ -1,0 +1,549 @@
+"""Training throughput of one model along three input paths, measured in one run.
+
+What is measured (training images per second, forward + backward + optimizer step):
+
+1. **pure compute**: the model trained on one synthetic float batch already in memory, with the
+   same batch size, memory format (channels_last), autocast setting and optimizer as the engine.
+   This is the ceiling for any input pipeline.
+2. **ours**: :func:`cifar_hpo.engine.train` itself on the in-memory uint8 CIFAR-10 cache
+   (``data.val_fraction=0``, ``evaluate_test=False``, ``augment.policy`` from ``--policy``),
+   with ``data.train_fraction`` chosen so that one epoch is ``--steps`` optimizer steps. The
+   first epoch is the warm-up; the figure is images / training seconds over the later epochs
+   (the ``images_per_sec`` the engine records, pooled). The median step rate, timed by a
+   callback, is reported too: it leaves out the per-epoch overhead.
+3. **seed-style**: what seeds 000/001 do: torchvision ``ImageFolder`` over the JPEG class
+   folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``,
+   ``Normalize`` in a ``DataLoader(num_workers=2, shuffle=True)``, training the same model with
+   the same optimizer and autocast. Images over ``--steps`` steps after ``--warmup`` steps.
+
+A second section times the augmentation alone (uint8 batches through
+:class:`cifar_hpo.augment.BatchAugmenter`, no model) for the policies ``none``, ``flip-crop``,
+``strength`` 0.5 and ``seed002``, plus the batch gather and :class:`InputTransform` that the
+engine runs every step, so the cost of albumentations is visible next to the model's.
+
+The machine's speed varies (2 shared CPU cores here), so only ratios from one run are
+comparable; the load average is recorded before and after each path. ``--rounds N`` repeats
+the three paths interleaved and reports medians, which resists a neighbour's load spikes.
+
+Targets (issue): with ``--policy flip-crop`` and ``seed000_cnn``,
+ours >= 0.95 x pure compute and ours >= 1.5 x seed-style.
+
+Batch size defaults to 256: between seed 000's 64 (too small to keep two cores busy with a
+model this size, so it would mostly measure Python overhead) and the engine default of 512
+(which makes a seed-style step take several seconds). Pass ``--batch-size 64`` to see the
+seed's own setting.
+
+Run (about 1-2 minutes with the defaults)::
+
+    .venv/bin/python bench/throughput.py
+    .venv/bin/python bench/throughput.py --model airbench --policy flip-translate --amp off
+    .venv/bin/python bench/throughput.py --augment-cost only
+    .venv/bin/python bench/throughput.py --rounds 3 --json bench/throughput.json
+
+The JPEG archive ``../shared/datasets/cifar10-jpeg.tar.gz`` is extracted once into
+``--jpeg-dir`` (default ``/tmp/cifar10-jpeg``) and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from cifar_hpo.augment import build_augmenter
+from cifar_hpo.callbacks import Callback
+from cifar_hpo.config import TrainConfig
+from cifar_hpo.data import CifarData, load_dataset
+from cifar_hpo.device import (
+    InputTransform,
+    amp_enabled,
+    autocast,
+    cpu_has_fast_bf16,
+    resolve_device,
+)
+from cifar_hpo.engine import train
+from cifar_hpo.models import create_model, list_models
+from cifar_hpo.optim import build_optimizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+TARGET_VS_COMPUTE = 0.95
+TARGET_VS_SEED = 1.5
+#: (label, policy, strength) timed by the augmentation-cost section.
+AUGMENT_CASES = (
+    ("none", "none", 0.0),
+    ("flip-crop", "flip-crop", 0.0),
+    ("strength 0.5", "strength", 0.5),
+    ("seed002", "seed002", 0.0),
+)
+
+
+def load() -> tuple[float, float, float]:
+    """The 1/5/15-minute load averages (runnable processes; 2.0 fills two cores)."""
+    return os.getloadavg()
+
+
+def make_config(args: argparse.Namespace, train_fraction: float = 1.0) -> TrainConfig:
+    """The config the engine runs with; the other two paths reuse its model/optim/amp."""
+    return TrainConfig.from_dict(
+        {
+            "model.name": args.model,
+            "batch_size": args.batch_size,
+            "amp": args.amp,
+            "device": args.device,
+            "augment.policy": args.policy,
+            "augment.strength": args.strength,
+            "data.val_fraction": 0.0,
+            "data.train_fraction": train_fraction,
+            "epochs": args.epochs,
+            "seed": 0,
+        }
+    )
+
+
+def _train_step(model, optimizer, x, y, device, use_amp, label_smoothing=0.0) -> torch.Tensor:
+    """One forward/backward/step, the way the engine does it (GradScaler is a no-op on CPU)."""
+    with autocast(device, use_amp):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _build(config: TrainConfig, num_classes: int, device: torch.device):
+    torch.manual_seed(config.seed)
+    model = create_model(config.model.name, num_classes, **config.model.hparams)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).train()
+    return model, build_optimizer(model, config.optim), fmt
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_compute(config: TrainConfig, num_classes: int, steps: int, warmup: int) -> dict:
+    """Images/s of the bare training step on a synthetic batch already on the device."""
+    device = resolve_device(config.device)
+    use_amp = amp_enabled(device, config.amp)
+    model, optimizer, fmt = _build(config, num_classes, device)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(config.batch_size, 3, 32, 32, generator=g)
+    x = x.to(device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (config.batch_size,), generator=g).to(device)
+    for _ in range(warmup):
+        _train_step(model, optimizer, x, y, device, use_amp)
+    _sync(device)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(steps):
+        loss = _train_step(model, optimizer, x, y, device, use_amp)
+        float(loss.detach())  # the engine reads the loss every CPU step; keep the comparison fair
+    _sync(device)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    images = steps * config.batch_size
+    return _rates(images, seconds, cpu)
+
+
+def _rates(images: int, seconds: float, cpu_seconds: float | None) -> dict:
+    """images/s of wall time plus CPU milliseconds per image (all threads and workers)."""
+    return {
+        "images_per_sec": images / seconds,
+        "images": images,
+        "seconds": seconds,
+        "cpu_ms_per_image": None if cpu_seconds is None else 1e3 * cpu_seconds / images,
+    }
+
+
+class _CpuClock(Callback):
+    """Process CPU time at the end of every epoch (to exclude the warm-up epoch)."""
+
+    def __init__(self) -> None:
+        self.start = time.process_time()
+        self.marks: list[float] = []
+
+    def on_epoch_end(self, state, record: dict[str, Any]) -> None:
+        self.marks.append(time.process_time())
+
+
+def measure_ours(config: TrainConfig, data: CifarData) -> dict:
+    """Images/s of ``engine.train`` over the epochs after the first."""
+    clock = _CpuClock()
+    result = train(config, data, [clock], evaluate_test=False)
+    if result.status != "completed":
+        raise RuntimeError(f"engine run ended {result.status}: {result.message}")
+    seen = [r["images_seen"] for r in result.history]
+    per_epoch = [b - a for a, b in zip([0, *seen[:-1]], seen, strict=True)]
+    rates = [r["images_per_sec"] for r in result.history]
+    timed = slice(1, None) if len(rates) > 1 else slice(None)  # epoch 1 is the warm-up
+    seconds = sum(i / r for i, r in zip(per_epoch[timed], rates[timed], strict=True))
+    marks = [clock.start, *clock.marks]
+    cpu = marks[-1] - (marks[1] if len(rates) > 1 else marks[0])
+    out = _rates(sum(per_epoch[timed]), seconds, cpu)
+    out["epoch_images_per_sec"] = rates
+    out["steps_per_epoch"] = per_epoch[0] // config.batch_size
+    return out
+
+
+def ensure_jpeg_folder(archive: Path, dest: Path) -> Path:
+    """Extract the JPEG class-folder archive into ``dest`` once; reuse it afterwards.
+
+    Extraction goes to a temporary sibling folder that is renamed into place, so a concurrent
+    or interrupted run never leaves a half-filled ``dest``.
+
+    Returns:
+        ``dest / "train"`` (ImageFolder layout: one sub-folder per class).
+    """
+    train_dir = dest / "train"
+    if train_dir.is_dir():
+        return train_dir
+    if not archive.is_file():
+        raise FileNotFoundError(f"JPEG archive not found: {archive}; pass --archive")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp.", dir=dest.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            tmp.rename(dest)
+        except OSError:  # another run won the race; use its copy
+            if not train_dir.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return train_dir
+
+
+def measure_seed_style(
+    config: TrainConfig,
+    train_dir: Path,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    steps: int,
+    warmup: int,
+    workers: int,
+) -> dict:
+    """Images/s of ImageFolder + per-image torchvision transforms in a DataLoader."""
+    from torchvision import datasets, transforms  # heavy import, only this path needs it
+
+    device = resolve_device(config.device)
+    use_amp = amp_enabled(device, config.amp)
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+    dataset = datasets.ImageFolder(str(train_dir), transform=tf)
+    num_classes = len(dataset.classes)
+    model, optimizer, fmt = _build(config, num_classes, device)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+    )
+    needed = warmup + steps
+    if needed > len(loader):
+        raise ValueError(f"--warmup + --steps = {needed} exceeds one epoch ({len(loader)} steps)")
+    it = iter(loader)
+    t_start = time.perf_counter()
+    for _ in range(warmup):
+        x, y = next(it)
+        x = x.to(device, memory_format=fmt)
+        _train_step(model, optimizer, x, y.to(device), device, use_amp)
+    _sync(device)
+    warmup_seconds = time.perf_counter() - t_start
+    pids = [w.pid for w in getattr(it, "_workers", [])]
+    cpu0, wcpu0, t0 = time.process_time(), _cpu_of(pids), time.perf_counter()
+    for _ in range(steps):
+        x, y = next(it)
+        x = x.to(device, non_blocking=True, memory_format=fmt)
+        loss = _train_step(model, optimizer, x, y.to(device), device, use_amp)
+        float(loss.detach())
+    _sync(device)
+    seconds, wcpu1 = time.perf_counter() - t0, _cpu_of(pids)
+    cpu = time.process_time() - cpu0
+    cpu = None if wcpu0 is None or wcpu1 is None else cpu + wcpu1 - wcpu0
+    del it  # shut the workers down before the next measurement
+    out = _rates(steps * config.batch_size, seconds, cpu)
+    out.update(warmup_seconds=warmup_seconds, workers=workers)
+    return out
+
+
+def _cpu_of(pids: list[int]) -> float | None:
+    """User + system CPU seconds of processes (Linux ``/proc``); None where unreadable.
+
+    The workers prefetch ``2 * workers`` batches ahead, so their CPU time over a window is
+    the work for the batches consumed in it, give or take that many batches.
+    """
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _rate(fn, batch_size: int, batches: int) -> float:
+    fn()  # warm-up (first call builds index tensors, albumentations caches, ...)
+    t = time.perf_counter()
+    for _ in range(batches):
+        fn()
+    return batches * batch_size / (time.perf_counter() - t)
+
+
+def measure_augment(data: CifarData, batch_size: int, batches: int, device_name: str) -> list:
+    """Images/s of the per-step input work of the engine, without the model."""
+    device = resolve_device(device_name)
+    images = torch.from_numpy(data.train_images)
+    gen = torch.Generator().manual_seed(0)
+    n = images.shape[0]
+    perm = torch.randperm(n, generator=gen)
+    batch = images[perm[:batch_size]]
+    to_input = InputTransform(data.mean, data.std, device, channels_last=True)
+    rows = []
+
+    def gather():
+        start = int(torch.randint(0, n - batch_size, (1,), generator=gen))
+        return images[perm[start : start + batch_size]]
+
+    rows.append(
+        {
+            "stage": "gather (images[perm[i:j]])",
+            "images_per_sec": _rate(gather, batch_size, batches),
+        }
+    )
+    rows.append(
+        {
+            "stage": "InputTransform (uint8 -> float)",
+            "images_per_sec": _rate(lambda: to_input(batch), batch_size, batches),
+        }
+    )
+    for label, policy, strength in AUGMENT_CASES:
+        aug = build_augmenter(policy, strength, data.mean, seed=0)
+        aug.set_epoch(0)
+        rate = _rate(lambda aug=aug: aug(batch, gen), batch_size, batches)
+        rows.append({"stage": f"augment {label}", "images_per_sec": rate})
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Training images/s: pure compute vs engine.train vs seed-style DataLoader.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="seed000_cnn", choices=list_models())
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--policy", default="flip-crop", help="augment.policy for the engine path")
+    p.add_argument(
+        "--strength", type=float, default=0.25, help="augment.strength (policy=strength)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=40, help="timed steps per path (= one engine epoch)"
+    )
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
+    p.add_argument("--epochs", type=int, default=3, help="engine epochs; the first is warm-up")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers, seed-style path")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the three paths interleaved")
+    p.add_argument("--augment-cost", choices=("on", "off", "only"), default="on")
+    p.add_argument("--augment-batches", type=int, default=20)
+    p.add_argument("--data-dir", default=str(ROOT / "data"))
+    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE)
+    p.add_argument("--jpeg-dir", type=Path, default=Path("/tmp/cifar10-jpeg"))
+    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    return p.parse_args(argv)
+
+
+def _fmt_ratio(value: float, target: float) -> str:
+    mark = "[green]ok[/green]" if value >= target else "[red]below[/red]"
+    return f"{value:.2f}x (target >= {target}x, {mark})"
+
+
+def print_summary(console: Console, summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """The throughput table and the two target ratios."""
+    cpu = summary["cpu_ms_per_image"]
+    table = Table(title=f"Training throughput ({args.rounds} round(s), median)")
+    for col in ("path", "images/s", "vs compute", "CPU ms/image", "CPU cost vs compute"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    labels = {
+        "compute": "pure compute (synthetic batch)",
+        "ours": "ours: engine.train",
+        "seed_style": f"seed-style: ImageFolder + DataLoader({args.workers} workers)",
+    }
+    for path, label in labels.items():
+        rate, ms = summary[path], cpu.get(path)
+        known = ms is not None and ms == ms  # not None, not nan
+        table.add_row(
+            label,
+            f"{rate:.0f}",
+            f"{rate / summary['compute']:.2f}x",
+            f"{ms:.2f}" if known else "-",
+            f"{ms / cpu['compute']:.2f}x" if known and cpu["compute"] else "-",
+        )
+    console.print(table)
+    console.print(
+        f"ours / pure compute = {_fmt_ratio(summary['ours_vs_compute'], TARGET_VS_COMPUTE)}"
+    )
+    console.print(f"ours / seed-style   = {_fmt_ratio(summary['ours_vs_seed'], TARGET_VS_SEED)}")
+    if all(cpu.get(p) for p in ("compute", "ours", "seed_style")):
+        console.print(
+            "by CPU cost (less sensitive to other load): ours / compute = "
+            f"{cpu['compute'] / cpu['ours']:.2f}x, ours / seed-style = "
+            f"{cpu['seed_style'] / cpu['ours']:.2f}x"
+        )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark, print the tables and return the results dict."""
+    args = parse_args(argv)
+    console = Console()
+    data = load_dataset("cifar10", args.data_dir)
+    device = resolve_device(args.device)
+    config0 = make_config(args)
+    use_amp = amp_enabled(device, config0.amp)
+    results: dict[str, Any] = {
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "policy": args.policy,
+        "strength": args.strength if args.policy == "strength" else None,
+        "amp": args.amp,
+        "amp_enabled": use_amp,
+        "channels_last": config0.channels_last,
+        "device": str(device),
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
+        "machine": platform.processor() or platform.machine(),
+        "load_start": load(),
+        "rounds": [],
+    }
+    console.print(
+        f"[bold]{args.model}[/bold] batch {args.batch_size}, policy {args.policy}, "
+        f"amp {args.amp} -> {'bf16/fp16 autocast' if use_amp else 'fp32'}, channels_last "
+        f"{config0.channels_last}, {torch.get_num_threads()} threads, device {device}; "
+        f"load {results['load_start'][0]:.2f}"
+    )
+
+    cores = os.cpu_count() or 1
+    if results["load_start"][0] > cores - 0.5:
+        console.print(
+            f"[yellow]warning: load {results['load_start'][0]:.1f} on {cores} cores; other "
+            "processes share the CPU, so absolute images/s are low and ratios are noisy "
+            "(try --rounds 3)[/yellow]"
+        )
+
+    if args.augment_cost != "only":
+        n_train = len(data.train_labels)
+        fraction = min(1.0, args.steps * args.batch_size / n_train)
+        config = make_config(args, train_fraction=fraction)
+        train_dir = ensure_jpeg_folder(args.archive, args.jpeg_dir)
+        for r in range(args.rounds):
+            row: dict[str, Any] = {}
+            for name in ("compute", "ours", "seed_style"):
+                before = load()[0]
+                if name == "compute":
+                    m = measure_compute(config, data.num_classes, args.steps, args.warmup)
+                elif name == "ours":
+                    m = measure_ours(config, data)
+                else:
+                    m = measure_seed_style(
+                        config,
+                        train_dir,
+                        data.mean,
+                        data.std,
+                        args.steps,
+                        args.warmup,
+                        args.workers,
+                    )
+                m["load_before"], m["load_after"] = before, load()[0]
+                row[name] = m
+                console.print(
+                    f"  round {r + 1} {name:<10} {m['images_per_sec']:8.0f} img/s "
+                    f"({m['images']} images, {m['seconds']:.1f} s; load {before:.2f} -> "
+                    f"{m['load_after']:.2f})"
+                )
+            row["ours_vs_compute"] = (
+                row["ours"]["images_per_sec"] / row["compute"]["images_per_sec"]
+            )
+            row["ours_vs_seed"] = (
+                row["ours"]["images_per_sec"] / row["seed_style"]["images_per_sec"]
+            )
+            results["rounds"].append(row)
+
+        rounds = results["rounds"]
+
+        def med(path: str, key: str = "images_per_sec") -> float:
+            vals = [rd[path][key] for rd in rounds if key in rd[path]]
+            return statistics.median(vals) if vals else float("nan")
+
+        paths = ("compute", "ours", "seed_style")
+        summary: dict[str, Any] = {p: med(p) for p in paths}
+        summary["cpu_ms_per_image"] = {p: med(p, "cpu_ms_per_image") for p in paths}
+        summary["ours_vs_compute"] = statistics.median(rd["ours_vs_compute"] for rd in rounds)
+        summary["ours_vs_seed"] = statistics.median(rd["ours_vs_seed"] for rd in rounds)
+        results["summary"] = summary
+        print_summary(console, summary, args)
+
+    if args.augment_cost != "off":
+        rows = measure_augment(data, args.batch_size, args.augment_batches, args.device)
+        results["augment_cost"] = rows
+        ref = results.get("summary", {}).get("compute")
+        table = Table(title=f"Per-step input work alone (uint8 batches of {args.batch_size})")
+        table.add_column("stage")
+        table.add_column("images/s", justify="right")
+        table.add_column("us/image", justify="right")
+        if ref:
+            table.add_column("% of a compute step", justify="right")
+        for row in rows:
+            cells = [
+                row["stage"],
+                f"{row['images_per_sec']:.0f}",
+                f"{1e6 / row['images_per_sec']:.1f}",
+            ]
+            if ref:
+                cells.append(f"{100 * ref / row['images_per_sec']:.1f}%")
+            table.add_row(*cells)
+        console.print(table)
+
+    results["load_end"] = load()
+    console.print(
+        f"load average (1/5/15 min): start {', '.join(f'{v:.2f}' for v in results['load_start'])}"
+        f"; end {', '.join(f'{v:.2f}' for v in results['load_end'])}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+        console.print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The best trial of a study and its export to a self-contained model file."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from mlflow.tracking import MlflowClient
+
+from cifar_hpo.checkpoint import CheckpointError
+from cifar_hpo.export import export_classifier
+from cifar_hpo.models import create_model
+from cifar_hpo.sweep.report import best_trial
+from cifar_hpo.sweep.runner import RUN_ID_ATTR, make_storage
+from cifar_hpo.sweep.spec import SweepSpecError
+
+
+@dataclass
+class BestTrial:
+    """Summary of a study's best completed trial."""
+
+    study: str
+    number: int
+    value: float
+    params: dict[str, Any]
+    run_id: str | None
+    registry_version: str | None
+    test_acc: float | None
+    user_attrs: dict[str, Any]
+
+
+def find_best(study_name: str, storage: str | None = None) -> BestTrial:
+    """The best COMPLETE trial of ``study_name``.
+
+    Raises:
+        SweepSpecError: unknown study (lists stored ones) or no completed trial yet.
+    """
+    store = make_storage(storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(store))
+        raise SweepSpecError(
+            f"unknown study {study_name!r}; stored studies: {', '.join(names) or 'none'}"
+        ) from None
+    best = best_trial(study)
+    if best is None:
+        n = len(study.get_trials(deepcopy=False))
+        raise SweepSpecError(
+            f"study {study_name!r} has no completed trial yet ({n} trials in other states); "
+            f"run: cifar-hpo sweep --study {study_name} --trials N"
+        )
+    return BestTrial(
+        study=study_name,
+        number=best.number,
+        value=float(best.value),
+        params=dict(best.params),
+        run_id=best.user_attrs.get(RUN_ID_ATTR),
+        registry_version=best.user_attrs.get("registry_version"),
+        test_acc=best.user_attrs.get("test_acc"),
+        user_attrs=dict(best.user_attrs),
+    )
+
+
+def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = None) -> Path:
+    """Rebuild the best trial's model from its MLflow ``weights/state_dict.pt`` (loaded with
+    ``weights_only=True``) and write a self-contained ``torch.export`` file (see
+    :mod:`cifar_hpo.export`).
+
+    Raises:
+        CheckpointError: the trial has no logged weights (its run was not among the top-k).
+        OSError: the output path cannot be written.
+    """
+    if not best.run_id:
+        raise CheckpointError(f"trial {best.number} has no MLflow run; cannot export it")
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(best.run_id, "weights/state_dict.pt", tmp)
+        except Exception as err:  # noqa: BLE001 - MLflow raises several types
+            raise CheckpointError(
+                f"trial {best.number} (run {best.run_id}) has no logged weights: {err}"
+            ) from None
+        state = torch.load(local, map_location="cpu", weights_only=True)
+    config = state["config"]
+    hparams = {k: v for k, v in config["model"].items() if k != "name"}
+    model = create_model(config["model"]["name"], len(state["class_names"]), **hparams)
+    model.load_state_dict(state["model"])
+    return export_classifier(
+        model.eval(),
+        path,
+        class_names=state["class_names"],
+        mean=state["mean"],
+        std=state["std"],
+        tta=bool(config.get("tta", False)),
+        metadata={
+            "model": config["model"]["name"],
+            "study": best.study,
+            "trial": best.number,
+            "val_value": best.value,
+            "test_acc": best.test_acc,
+            "mlflow_run_id": best.run_id,
+            "config": config,
+        },
+    )

@@ -1,0 +1,327 @@
+"""Sweep specifications (``sweeps/<study>.yaml``): validated whole before trial 1.
+
+A spec holds the base config, the search space (dotted config names, optionally conditional on
+earlier choices), the objective, sampler, pruner, per-trial budget and configs to enqueue first.
+This is the only module that calls ``trial.suggest_*``.
+
+Example::
+
+    base: {model.name: airbench_small, batch_size: 256}
+    budget: {epochs: 4, train_fraction: 0.3}
+    space:
+      optim.lr: {type: float, low: 0.01, high: 1.0, log: true}
+      model.name: {type: categorical, choices: [airbench_small, resnet20]}
+      model.width: {type: float, low: 0.5, high: 1.0, when: {model.name: [resnet20]}}
+    sampler: {name: tpe, seed: 0}
+    pruner: {name: hyperband, min_resource: 1}
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cifar_hpo.config import ConfigError, TrainConfig, load_yaml, nest, with_overrides
+
+SWEEPS_DIR = Path("sweeps")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+METRICS = ("val_acc", "val_loss", "val_f1_macro", "val_top5")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(_Strict):
+    """One searched parameter.
+
+    Attributes:
+        type: ``float``, ``int`` or ``categorical``.
+        low, high: inclusive range for float/int (``low < high``; ``low > 0`` when ``log``).
+        log: sample on a log scale.
+        step: discretization step for float/int.
+        choices: values for ``categorical``.
+        when: only suggest when every named earlier parameter (or base value) has one of the
+            listed values, e.g. ``{model.name: [resnet20, airbench]}``.
+    """
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+    when: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpec:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("categorical takes 'choices', not low/high/log")
+            return self
+        if self.choices is not None:
+            raise ValueError(f"{self.type} takes low/high, not 'choices'")
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs both 'low' and 'high'")
+        if not self.low < self.high:
+            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log range needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("'step' cannot be combined with log=true")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"'step' must be > 0, got {self.step}")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"int range needs whole numbers, got low={self.low} high={self.high}")
+        return self
+
+    @field_validator("when")
+    @classmethod
+    def _listify(cls, when: dict[str, Any]) -> dict[str, Any]:
+        return {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+
+    def candidates(self) -> list[Any]:
+        """Values that exercise validation: the choices, or both ends of the range."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+class ObjectiveSpec(_Strict):
+    """What the study optimizes: a validation metric (test data never drives the search)."""
+
+    metric: Literal["val_acc", "val_loss", "val_f1_macro", "val_top5"] = "val_acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ObjectiveSpec:
+        wants_min = self.metric == "val_loss"
+        if wants_min != (self.direction == "minimize"):
+            raise ValueError(
+                f"objective {self.metric} must be {'minimized' if wants_min else 'maximized'}"
+            )
+        return self
+
+
+class SamplerSpec(_Strict):
+    """Optuna sampler: ``tpe`` (default), ``random``, ``grid``, ``cmaes``, ``gp`` or ``qmc``."""
+
+    name: Literal["tpe", "random", "grid", "cmaes", "gp", "qmc"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = Field(10, ge=0)
+
+
+class PrunerSpec(_Strict):
+    """Optuna pruner over per-epoch validation reports.
+
+    ``median`` (MedianPruner: n_startup_trials, n_warmup_steps), ``successive_halving``
+    and ``hyperband`` (min_resource, reduction_factor; resource = epochs), ``none``.
+    """
+
+    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(1, ge=0)
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class BudgetSpec(_Strict):
+    """Per-trial budget: epochs (the schedule is fitted to them) and training subset share."""
+
+    epochs: int = Field(4, ge=1)
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class SweepSpec(_Strict):
+    """A whole study definition; see the module docstring for the YAML layout."""
+
+    description: str = ""
+    objective: ObjectiveSpec = ObjectiveSpec()
+    base: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, ParamSpec] = Field(default_factory=dict)
+    sampler: SamplerSpec = SamplerSpec()
+    pruner: PrunerSpec = PrunerSpec()
+    budget: BudgetSpec = BudgetSpec()
+    top_k_models: int = Field(3, ge=0)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+
+    def base_config(self) -> TrainConfig:
+        """The base config with the budget applied (epochs, ``data.train_fraction``)."""
+        values = nest(self.base)
+        values["epochs"] = self.budget.epochs
+        values.setdefault("data", {})["train_fraction"] = self.budget.train_fraction
+        return TrainConfig.from_dict(values)
+
+
+class SweepSpecError(ConfigError):
+    """A sweep file is invalid. The message is one line naming the file, key and problem."""
+
+
+def _format(err: ValidationError, where: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        return f"{where}: unknown key {loc!r}"
+    if e["type"] in ("literal_error",):
+        return f"{where}: {loc}: got {e.get('input')!r}; {msg.lower()}"
+    if e["type"] == "value_error":
+        return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
+    return f"{where}: {loc}: {msg} (got {e.get('input')!r})"
+
+
+def parse_spec(values: dict[str, Any], where: str = "sweep") -> SweepSpec:
+    """Validate a spec mapping completely: structure, ranges, and every searched value and
+    enqueued config against the training config (so unknown keys, model names, schedulers or
+    bad values fail here, not in trial 17).
+
+    Raises:
+        SweepSpecError: one line naming ``where`` and the offending key and value.
+    """
+    try:
+        spec = SweepSpec.model_validate(values)
+    except ValidationError as err:
+        raise SweepSpecError(_format(err, where)) from None
+    try:
+        base = spec.base_config()
+    except ConfigError as err:
+        raise SweepSpecError(f"{where}: base: {err}") from None
+    known = set(base.to_flat())
+    for name, param in spec.space.items():
+        for cond in param.when:
+            if cond not in spec.space and cond not in known:
+                raise SweepSpecError(f"{where}: space.{name}.when: unknown parameter {cond!r}")
+        # check every candidate value under every combination of its conditions, so a
+        # model hyperparameter is checked against each model it is conditional on
+        conds = list(param.when.items())
+        for combo in itertools.product(*(allowed for _, allowed in conds)):
+            for value in param.candidates():
+                overrides = {name: value, **{c: v for (c, _), v in zip(conds, combo, strict=True)}}
+                if name.startswith("model.") and "model.name" not in overrides:
+                    overrides["model.name"] = base.model.name
+                try:
+                    with_overrides(base, overrides)
+                except ConfigError as err:
+                    raise SweepSpecError(f"{where}: space.{name}: {err}") from None
+    for i, params in enumerate(spec.enqueue):
+        try:
+            with_overrides(base, params)
+        except ConfigError as err:
+            raise SweepSpecError(f"{where}: enqueue[{i}]: {err}") from None
+        unknown = [k for k in params if k not in spec.space]
+        if unknown:
+            raise SweepSpecError(
+                f"{where}: enqueue[{i}]: {unknown[0]!r} is not a searched parameter; "
+                f"searched: {', '.join(spec.space)}"
+            )
+    if spec.sampler.name == "grid":
+        bad = [n for n, p in spec.space.items() if p.type != "categorical" and p.step is None]
+        if bad:
+            raise SweepSpecError(
+                f"{where}: sampler grid needs categorical or stepped parameters; {bad[0]!r} is "
+                "continuous"
+            )
+    return spec
+
+
+def spec_path(study: str, sweeps_dir: str | Path = SWEEPS_DIR) -> Path:
+    """``sweeps/<study>.yaml``; a path to a YAML file is used as is.
+
+    Raises:
+        SweepSpecError: no such study file (lists the available studies).
+    """
+    candidate = Path(study)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    path = Path(sweeps_dir) / f"{study}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in Path(sweeps_dir).glob("*.yaml"))
+        raise SweepSpecError(
+            f"unknown study {study!r}: no {path}; available: {', '.join(available) or 'none'}"
+        )
+    return path
+
+
+def load_spec(study: str, sweeps_dir: str | Path = SWEEPS_DIR) -> SweepSpec:
+    """Read and validate ``sweeps/<study>.yaml`` (see :func:`parse_spec`)."""
+    path = spec_path(study, sweeps_dir)
+    try:
+        values = load_yaml(path)
+    except ConfigError as err:
+        raise SweepSpecError(str(err)) from None
+    return parse_spec(values, str(path))
+
+
+def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
+    """Sample the search space for ``trial``; returns dotted overrides for the base config.
+
+    Conditional parameters are suggested only when their ``when`` holds for the values chosen
+    so far (or the base config's values).
+    """
+    base = spec.base_config().to_flat()
+    chosen: dict[str, Any] = {}
+    for name, p in spec.space.items():
+        current = {**base, **chosen}
+        if any(current.get(k) not in allowed for k, allowed in p.when.items()):
+            continue
+        if p.type == "categorical":
+            chosen[name] = trial.suggest_categorical(name, p.choices)
+        elif p.type == "int":
+            step = int(p.step) if p.step else 1
+            chosen[name] = trial.suggest_int(name, int(p.low), int(p.high), step=step, log=p.log)
+        else:
+            chosen[name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
+    return chosen
+
+
+def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler the spec names (TPE is multivariate with conditional groups)."""
+    s = spec.sampler
+    if s.name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=s.seed, n_startup_trials=s.n_startup_trials, multivariate=True, group=True
+        )
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "grid":
+        grid = {}
+        for name, p in spec.space.items():
+            if p.type == "categorical":
+                grid[name] = list(p.choices or [])
+            else:
+                n = int(round((p.high - p.low) / p.step)) + 1
+                grid[name] = [p.low + i * p.step for i in range(n)]
+        return optuna.samplers.GridSampler(grid, seed=s.seed)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    return optuna.samplers.QMCSampler(seed=s.seed)
+
+
+def build_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    """The Optuna pruner the spec names; resources are epochs."""
+    p = spec.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource, reduction_factor=p.reduction_factor
+        )
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource,
+            max_resource=spec.budget.epochs,
+            reduction_factor=p.reduction_factor,
+        )
+    return optuna.pruners.NopPruner()

@@ -1,0 +1,318 @@
+"""The CLI end to end on tiny data: data import/info, models, train, resume, lr-find, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import tiny_config
+from synthetic import make_archive, write_class_folders
+from typer.testing import CliRunner
+
+from cifar_hpo.callbacks import Callback, Checkpointing
+from cifar_hpo.checkpoint import load_checkpoint
+from cifar_hpo.cli import app
+from cifar_hpo.data import CIFAR10_CLASSES
+from cifar_hpo.models import list_models
+
+PNG = b"\x89PNG\r\n\x1a\n"
+FAST = ["--set", "device=cpu", "--set", "amp=off", "--set", "eval_batch_size=200"]
+TIMING_KEYS = {"epoch_seconds", "images_per_sec"}
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _stderr(result) -> str:
+    try:
+        return result.stderr
+    except ValueError:  # older click: stderr not captured separately
+        return result.output
+
+
+def _fails_with(result, *fragments: str) -> str:
+    """Exit status 2 and one ``error: ...`` line holding every fragment; returns the line."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in _stderr(result).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def _strip(history):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in history]
+
+
+def _run_folder(out: Path) -> Path:
+    folders = [p for p in out.iterdir() if p.is_dir()]
+    assert len(folders) == 1, folders
+    assert folders[0].name.endswith("-seed000_cnn")
+    return folders[0]
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_data_import_archive_then_info(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_HPO_DATA_DIR", raising=False)
+    write_class_folders(tmp_path / "src", num_classes=10, n_train=3, n_test=2)
+    archive = make_archive(tmp_path / "src", tmp_path / "mycopy.tar.gz", top="cifar10")
+    data_dir = tmp_path / "data"
+    result = _invoke("data", "import", archive, "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "imported cifar10: 30 train, 20 test images, 10 classes" in result.output
+    assert (data_dir / "cache" / "cifar10.npz").is_file()
+
+    result = _invoke("data", "info", "--data-dir", data_dir)
+    assert result.exit_code == 0, result.output
+    assert "cifar10: 30 train / 20 test" in result.output
+    rows = [line.split("│") for line in result.output.splitlines() if line.count("│") == 5]
+    cells = {row[2].strip(): (row[3].strip(), row[4].strip()) for row in rows}
+    assert cells == {name: ("3", "2") for name in CIFAR10_CLASSES}
+    assert "mycopy.tar.gz" in result.output  # the source
+
+
+def test_data_info_without_dataset(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIFAR_HPO_DATA_DIR", raising=False)
+    result = _invoke("data", "info", "--data-dir", tmp_path / "empty")
+    _fails_with(result, "no cifar10 cache", "cifar-hpo data import")
+
+
+def test_models_lists_every_registered_model():
+    result = _invoke("models")
+    assert result.exit_code == 0, result.output
+    first_cells = {
+        line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")
+    }
+    assert set(list_models()) <= first_cells
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def test_train_writes_a_complete_run_folder_and_resume_is_a_no_op(data_dir, tmp_path):
+    out = tmp_path / "RUNS"
+    result = _invoke(
+        "train",
+        "--model",
+        "seed000_cnn",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        *FAST,
+        "--out",
+        out,
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    run = _run_folder(out)
+    assert f"wrote {run}" in result.output.replace("\n", "")
+    names = {
+        "config.yaml",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "per_class.json",
+        "classification_report.txt",
+        "confusion.json",
+        "checkpoint.pt",
+        "plots",
+    }
+    assert names <= {p.name for p in run.iterdir()}
+
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    csv_lines = (run / "history.csv").read_text().splitlines()
+    assert len(csv_lines) == 3 and csv_lines[0].startswith("epoch,lr,train_loss")
+    config = (run / "config.yaml").read_text()
+    assert "name: seed000_cnn" in config and "batch_size: 32" in config and "epochs: 2" in config
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 2
+    assert 0.0 <= metrics["test"]["acc"] <= 1.0
+    assert metrics["images_seen"] == 2 * 8 * 32  # 270 training images, batch 32
+    per_class = json.loads((run / "per_class.json").read_text())
+    assert [r["name"] for r in per_class] == list(CIFAR10_CLASSES)
+    assert sum(r["support"] for r in per_class) == 100  # the whole test set
+    confusion = json.loads((run / "confusion.json").read_text())
+    assert len(confusion) == 10 and sum(map(sum, confusion)) == 100
+    report = (run / "classification_report.txt").read_text()
+    assert "macro avg" in report and "airplane" in report
+    for plot in ("curves", "lr", "confusion", "per_class"):
+        data = (run / "plots" / f"{plot}.png").read_bytes()
+        assert data.startswith(PNG) and len(data) > 1000, plot
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["epoch"] == 2 and ckpt["config"]["model"]["name"] == "seed000_cnn"
+
+    # resuming a finished run trains nothing and keeps its history
+    result = _invoke("train", "--resume", run, "--no-progress")
+    assert result.exit_code == 0, result.output
+    again = json.loads((run / "history.json").read_text())
+    assert _strip(again) == _strip(history)
+    assert json.loads((run / "metrics.json").read_text())["test"] == metrics["test"]
+    assert [p.name for p in out.iterdir()] == [run.name]  # no new run folder
+
+
+def test_new_run_dir_never_reuses_a_folder(tmp_path, monkeypatch):
+    from cifar_hpo.runs import new_run_dir
+
+    monkeypatch.setattr("cifar_hpo.runs.time.strftime", lambda fmt: "20250101-000000")
+    first = new_run_dir(tmp_path / "runs", "m")
+    second = new_run_dir(tmp_path / "runs", "m")
+    assert (first.name, second.name) == ("20250101-000000-m", "20250101-000000-m-2")
+    # another process creates the folder between the check and the mkdir
+    real_mkdir, raced = Path.mkdir, []
+
+    def racing_mkdir(self, *args, **kwargs):
+        if not raced and not self.exists():
+            raced.append(self)
+            os.mkdir(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing_mkdir)
+    third = new_run_dir(tmp_path / "runs", "m")
+    assert raced == [tmp_path / "runs" / "20250101-000000-m-3"]
+    assert third.name == "20250101-000000-m-4" and third.is_dir()
+
+
+class _Interrupt(Callback):
+    def on_epoch_end(self, state, record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_an_interrupted_run_finishes_it(data_dir, tiny_data, tmp_path):
+    from cifar_hpo.engine import train
+
+    cfg = tiny_config(epochs=2)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tiny_data, [Checkpointing(run / "checkpoint.pt"), _Interrupt()])
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1
+
+    result = _invoke("train", "--resume", run / "checkpoint.pt", "--no-progress")
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+    full = train(cfg, tiny_data)  # the uninterrupted run
+    assert _strip(history) == _strip(full.history)
+    assert (run / "plots" / "curves.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (
+            ["--model", "nope"],
+            ["unknown model 'nope'", "choose one of: " + ", ".join(list_models())],
+        ),
+        (["--set", "optim.lr=-1"], ["optim.lr", "greater than 0", "(got -1)"]),
+        (["--set", "foo=1"], ["unknown key 'foo'"]),
+        (["--set", "optim.lr"], ["must look like key=value"]),
+        (["--batch-size", "0"], ["batch_size", "(got 0)"]),
+        (["--optimizer", "rmsprop"], ["optim.name", "'sgd', 'adam' or 'adamw'"]),
+    ],
+)
+def test_train_config_errors(tmp_path, args, fragments):
+    result = _invoke("train", "--model", "seed000_cnn", *args, "--out", tmp_path / "runs")
+    _fails_with(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: [1\n")
+    _fails_with(_invoke("train", "--config", bad, "--out", tmp_path), "malformed YAML", "line")
+
+
+def test_resume_of_garbage_or_missing_checkpoint(tmp_path):
+    garbage = tmp_path / "checkpoint.pt"
+    garbage.write_bytes(b"not a checkpoint " * 50)
+    _fails_with(_invoke("train", "--resume", garbage), "corrupt")
+    _fails_with(_invoke("train", "--resume", tmp_path), "corrupt")  # the run folder
+    _fails_with(_invoke("train", "--resume", tmp_path / "nope"), "does not exist")
+
+
+def test_train_out_under_a_regular_file(data_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = _invoke("train", "--model", "seed000_cnn", *FAST, "--out", blocker / "runs")
+    _fails_with(result, "Not a directory", str(blocker))
+
+
+# ----------------------------------------------------------------------------- lr-find
+
+
+def test_lr_find_writes_plot_and_suggests(data_dir, tmp_path):
+    plot = tmp_path / "tmp" / "lr.png"
+    result = _invoke(
+        "lr-find",
+        "--model",
+        "seed000_cnn",
+        "--batch-size",
+        "32",
+        "--steps",
+        "12",
+        "--set",
+        "device=cpu",
+        "--set",
+        "amp=off",
+        "--plot",
+        plot,
+    )
+    assert result.exit_code == 0, result.output
+    assert "suggested max LR:" in result.output
+    value = float(result.output.split("suggested max LR:")[1].split()[0])
+    assert 1e-5 <= value <= 10.0
+    data = plot.read_bytes()
+    assert data.startswith(PNG) and len(data) > 1000
+
+
+def test_lr_range_test_is_reproducible_with_albumentations(tiny_data):
+    from cifar_hpo.lr_find import lr_range_test
+
+    cfg = tiny_config(**{"augment.policy": "seed002"})
+    a = lr_range_test(cfg, tiny_data, start_lr=1e-4, end_lr=1.0, steps=10)
+    b = lr_range_test(cfg, tiny_data, start_lr=1e-4, end_lr=1.0, steps=10)
+    assert a.losses == b.losses and a.suggestion == b.suggestion
+    assert len(a.lrs) == 10 and a.lrs[0] == pytest.approx(1e-4) and a.lrs[-1] == pytest.approx(1.0)
+
+
+def test_lr_find_too_few_steps(data_dir, tmp_path):
+    result = _invoke(
+        "lr-find",
+        "--model",
+        "seed000_cnn",
+        "--steps",
+        "3",
+        "--set",
+        "device=cpu",
+        "--plot",
+        tmp_path / "lr.png",
+    )
+    _fails_with(result, "steps must be >= 10, got 3")
+    assert not (tmp_path / "lr.png").exists()
+
+
+# ----------------------------------------------------------------------------- console script
+
+
+def test_console_script_in_a_subprocess(data_dir):
+    exe = shutil.which("cifar-hpo") or str(Path(sys.executable).parent / "cifar-hpo")
+    env = {**os.environ, "CIFAR_HPO_DATA_DIR": str(data_dir), "COLUMNS": "120"}
+    proc = subprocess.run(
+        [exe, "data", "info"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cifar10: 300 train / 100 test" in proc.stdout
+    assert "airplane" in proc.stdout and str(data_dir) in proc.stdout
