@@ -9,12 +9,12 @@ What is measured (training images per second, forward + backward + optimizer ste
    (``data.val_fraction=0``, ``evaluate_test=False``, ``augment.policy`` from ``--policy``),
    with ``data.train_fraction`` chosen so that one epoch is ``--steps`` optimizer steps. The
    first epoch is the warm-up; the figure is images / training seconds over the later epochs
-   (the ``images_per_sec`` the engine records, pooled). The median step rate, timed by a
-   callback, is reported too: it leaves out the per-epoch overhead.
+   (the ``images_per_sec`` the engine records, pooled over those epochs).
 3. **seed-style**: what seeds 000/001 do: torchvision ``ImageFolder`` over the JPEG class
    folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``,
    ``Normalize`` in a ``DataLoader(num_workers=2, shuffle=True)``, training the same model with
-   the same optimizer and autocast. Images over ``--steps`` steps after ``--warmup`` steps.
+   the same optimizer and autocast (batches are moved to the model's memory format, as our
+   ``InputTransform`` does). Images over ``--steps`` steps after ``--warmup`` steps.
 
 A second section times the augmentation alone (uint8 batches through
 :class:`cifar_hpo.augment.BatchAugmenter`, no model) for the policies ``none``, ``flip-crop``,
@@ -24,14 +24,25 @@ engine runs every step, so the cost of albumentations is visible next to the mod
 The machine's speed varies (2 shared CPU cores here), so only ratios from one run are
 comparable; the load average is recorded before and after each path. ``--rounds N`` repeats
 the three paths interleaved and reports medians, which resists a neighbour's load spikes.
+Each path also reports CPU milliseconds per image (the process's threads plus, for
+seed-style, its DataLoader workers), a second view that depends less on how much of the CPU
+the run got.
+
+Caveats when other processes share the cores: (1) with the default OpenMP wait policy,
+torch's two threads spin at every barrier while the other one is descheduled; that time is
+wasted and counts as CPU time too, so every path slows down several times over, and unevenly.
+``OMP_WAIT_POLICY=PASSIVE`` (set it in the environment before Python starts) avoids most of
+that. (2) seed-style runs four busy threads (two torch threads, two workers) against the two
+of the other paths, so on a loaded machine it gets a bigger share of the CPU than they do and
+looks better than it would on an idle one.
 
 Targets (issue): with ``--policy flip-crop`` and ``seed000_cnn``,
 ours >= 0.95 x pure compute and ours >= 1.5 x seed-style.
 
-Batch size defaults to 256: between seed 000's 64 (too small to keep two cores busy with a
-model this size, so it would mostly measure Python overhead) and the engine default of 512
-(which makes a seed-style step take several seconds). Pass ``--batch-size 64`` to see the
-seed's own setting.
+Batch size defaults to 256, between seed 000's 64 and the engine's default of 512: large
+enough that per-step Python overhead does not dominate a model this small, small enough that
+the default ``--steps 40`` (about 10k images per path) keeps the whole run near 1-2 minutes.
+Pass ``--batch-size 64`` for the seed's own setting or ``--batch-size 512`` for ours.
 
 Run (about 1-2 minutes with the defaults)::
 
@@ -63,7 +74,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from cifar_hpo.augment import build_augmenter
+from cifar_hpo.augment import POLICIES, build_augmenter
 from cifar_hpo.callbacks import Callback
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData, load_dataset
@@ -359,7 +370,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--model", default="seed000_cnn", choices=list_models())
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--policy", default="flip-crop", help="augment.policy for the engine path")
+    p.add_argument(
+        "--policy", default="flip-crop", choices=POLICIES, help="augment.policy, engine path"
+    )
     p.add_argument(
         "--strength", type=float, default=0.25, help="augment.strength (policy=strength)"
     )
@@ -370,6 +383,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="engine epochs; the first is warm-up")
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps torch's default"
+    )
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers, seed-style path")
     p.add_argument("--rounds", type=int, default=1, help="repeat the three paths interleaved")
     p.add_argument("--augment-cost", choices=("on", "off", "only"), default="on")
@@ -389,21 +405,24 @@ def _fmt_ratio(value: float, target: float) -> str:
 def print_summary(console: Console, summary: dict[str, Any], args: argparse.Namespace) -> None:
     """The throughput table and the two target ratios."""
     cpu = summary["cpu_ms_per_image"]
-    table = Table(title=f"Training throughput ({args.rounds} round(s), median)")
-    for col in ("path", "images/s", "vs compute", "CPU ms/image", "CPU cost vs compute"):
+    title = f"Training images/s ({args.rounds} round(s); medians, ratios per round)"
+    table = Table(title=title)
+    for col in ("path", "images/s", "vs compute", "CPU ms/img", "CPU vs compute"):
         table.add_column(col, justify="left" if col == "path" else "right")
     labels = {
-        "compute": "pure compute (synthetic batch)",
-        "ours": "ours: engine.train",
-        "seed_style": f"seed-style: ImageFolder + DataLoader({args.workers} workers)",
+        "compute": "pure compute (synthetic)",
+        "ours": "ours (engine.train)",
+        "seed_style": f"seed-style ({args.workers} workers)",
     }
+    vs_compute = {"compute": 1.0, "ours": summary["ours_vs_compute"]}
+    vs_compute["seed_style"] = summary["seed_vs_compute"]
     for path, label in labels.items():
-        rate, ms = summary[path], cpu.get(path)
+        ms = cpu.get(path)
         known = ms is not None and ms == ms  # not None, not nan
         table.add_row(
             label,
-            f"{rate:.0f}",
-            f"{rate / summary['compute']:.2f}x",
+            f"{summary[path]:.0f}",
+            f"{vs_compute[path]:.2f}x",
             f"{ms:.2f}" if known else "-",
             f"{ms / cpu['compute']:.2f}x" if known and cpu["compute"] else "-",
         )
@@ -423,6 +442,8 @@ def print_summary(console: Console, summary: dict[str, Any], args: argparse.Name
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the tables and return the results dict."""
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     console = Console()
     data = load_dataset("cifar10", args.data_dir)
     device = resolve_device(args.device)
@@ -440,6 +461,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "machine": platform.processor() or platform.machine(),
         "load_start": load(),
@@ -448,7 +470,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(
         f"[bold]{args.model}[/bold] batch {args.batch_size}, policy {args.policy}, "
         f"amp {args.amp} -> {'bf16/fp16 autocast' if use_amp else 'fp32'}, channels_last "
-        f"{config0.channels_last}, {torch.get_num_threads()} threads, device {device}; "
+        f"{config0.channels_last}, {torch.get_num_threads()} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), device {device}; "
         f"load {results['load_start'][0]:.2f}"
     )
 
@@ -457,7 +480,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(
             f"[yellow]warning: load {results['load_start'][0]:.1f} on {cores} cores; other "
             "processes share the CPU, so absolute images/s are low and ratios are noisy "
-            "(try --rounds 3)[/yellow]"
+            "(try --rounds 3, and OMP_WAIT_POLICY=PASSIVE)[/yellow]"
         )
 
     if args.augment_cost != "only":
@@ -490,12 +513,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"({m['images']} images, {m['seconds']:.1f} s; load {before:.2f} -> "
                     f"{m['load_after']:.2f})"
                 )
-            row["ours_vs_compute"] = (
-                row["ours"]["images_per_sec"] / row["compute"]["images_per_sec"]
-            )
-            row["ours_vs_seed"] = (
-                row["ours"]["images_per_sec"] / row["seed_style"]["images_per_sec"]
-            )
+            rate = {name: row[name]["images_per_sec"] for name in ("compute", "ours", "seed_style")}
+            row["ours_vs_compute"] = rate["ours"] / rate["compute"]
+            row["seed_vs_compute"] = rate["seed_style"] / rate["compute"]
+            row["ours_vs_seed"] = rate["ours"] / rate["seed_style"]
             results["rounds"].append(row)
 
         rounds = results["rounds"]
@@ -507,8 +528,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         paths = ("compute", "ours", "seed_style")
         summary: dict[str, Any] = {p: med(p) for p in paths}
         summary["cpu_ms_per_image"] = {p: med(p, "cpu_ms_per_image") for p in paths}
-        summary["ours_vs_compute"] = statistics.median(rd["ours_vs_compute"] for rd in rounds)
-        summary["ours_vs_seed"] = statistics.median(rd["ours_vs_seed"] for rd in rounds)
+        for key in ("ours_vs_compute", "seed_vs_compute", "ours_vs_seed"):
+            summary[key] = statistics.median(rd[key] for rd in rounds)
         results["summary"] = summary
         print_summary(console, summary, args)
 

@@ -412,7 +412,7 @@ def predict_cmd(
         extra = ""
         if top_k > 1:
             extra = "  (" + ", ".join(f"{n} {c:.2f}" for n, c in p.top) + ")"
-        console.print(f"{p.path}\t{p.label}\t{p.confidence:.4f}{extra}", highlight=False)
+        typer.echo(f"{p.path}\t{p.label}\t{p.confidence:.4f}{extra}")  # tab-separated, no wrap
 
 
 def main() -> None:  # pragma: no cover - console entry

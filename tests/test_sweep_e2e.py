@@ -1,0 +1,289 @@
+"""Sweeps end to end on tiny synthetic data: CLI, resume, pruning, failures, MLflow, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cifar_hpo.cli import app
+from cifar_hpo.sweep.runner import default_storage_url
+
+TINY = {
+    "description": "tiny test study",
+    "objective": {"metric": "val_acc", "direction": "maximize"},
+    "base": {
+        "augment.policy": "flip",
+        "device": "cpu",
+        "amp": "off",
+        "eval_batch_size": 200,
+        "data.val_fraction": 0.2,
+    },
+    "budget": {"epochs": 2, "train_fraction": 1.0},
+    "space": {
+        "model.name": {"type": "categorical", "choices": ["seed000_cnn"]},
+        "optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True},
+        "batch_size": {"type": "categorical", "choices": [32]},
+        "schedule.name": {"type": "categorical", "choices": ["onecycle", "constant"]},
+    },
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    "top_k_models": 1,
+}
+runner = CliRunner()
+
+
+@pytest.fixture
+def project(tmp_path, data_dir, monkeypatch):
+    """A project folder with sweeps/, default MLflow (sqlite:///mlflow.db) and Optuna stores."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "sweeps").mkdir()
+    return tmp_path
+
+
+def write_spec(name: str, **changes) -> None:
+    spec = json.loads(json.dumps(TINY))
+    spec.update(changes)
+    Path("sweeps", f"{name}.yaml").write_text(yaml.safe_dump(spec))
+
+
+def sweep(name: str, trials: int):
+    result = runner.invoke(
+        app, ["sweep", "--study", name, "--trials", str(trials), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def load(name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_storage_url())
+
+
+def runs_of(client: MlflowClient, name: str):
+    exp = client.get_experiment_by_name(f"cifar-hpo/{name}")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("cifar_hpo.role") == "study"]
+    trials = [r for r in runs if r.data.tags.get("cifar_hpo.role") == "trial"]
+    return parents, trials
+
+
+def test_two_trial_study_tracks_everything_and_resumes(project):
+    write_spec("tiny")
+    out = sweep("tiny", 2).output
+    assert "2 new trials" in out
+    study = load("tiny")
+    assert len(study.trials) == 2
+    client = MlflowClient()
+    assert Path("mlflow.db").is_file() and Path("mlruns").is_dir()
+    parents, trials = runs_of(client, "tiny")
+    assert len(parents) == 1 and len(trials) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    parent_artifacts = {f.path for f in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in parent_artifacts
+    state_to_status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for run in trials:
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        number = int(tags["cifar_hpo.trial"])
+        assert run.info.run_name == f"trial-{number}"
+        trial = study.trials[number]
+        assert tags["optuna.state"] == trial.state.name
+        assert run.info.status == state_to_status[trial.state.name]
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        params = run.data.params
+        assert float(params["optim.lr"]) == pytest.approx(trial.params["optim.lr"])
+        assert params["model.name"] == "seed000_cnn" and params["epochs"] == "2"
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert [m.step for m in sorted(history, key=lambda m: m.step)] == [1, 2]
+        assert len(client.get_metric_history(run.info.run_id, "lr")) == 2
+    best = study.best_trial
+    best_run = client.get_run(best.user_attrs["mlflow_run_id"])
+    assert best_run.data.metrics["final_val_acc"] == pytest.approx(best.value)
+    assert {"test_acc", "test_top3", "test_top5", "test_f1_macro"} <= set(best_run.data.metrics)
+    names = {f.path for f in client.list_artifacts(best_run.info.run_id)}
+    assert {
+        "config.yaml",
+        "per_class.json",
+        "classification_report.txt",
+        "model",
+        "weights",
+        "plots",
+    } <= names
+    plots = {f.path for f in client.list_artifacts(best_run.info.run_id, "plots")}
+    assert {"plots/confusion.png", "plots/per_class.png", "plots/curves.png"} <= plots
+    # champion alias points at the best trial, and the registered model loads and predicts
+    version = client.get_model_version_by_alias("cifar-hpo-tiny", "champion")
+    assert version.run_id == best_run.info.run_id
+    assert version.tags["trial"] == str(best.number)
+    model = mlflow.pytorch.load_model("models:/cifar-hpo-tiny@champion")
+    x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
+    import torch
+
+    assert tuple(model(torch.from_numpy(x)).shape) == (3, 10)
+
+    # resume: same study, same parent run, one more trial, nothing left RUNNING
+    sweep("tiny", 1)
+    study = load("tiny")
+    assert len(study.trials) == 3
+    assert len({t.number for t in study.trials}) == 3
+    parents, trials = runs_of(client, "tiny")
+    assert len(parents) == 1 and parents[0].info.run_id == parent.info.run_id
+    assert len(trials) == 3
+    assert all(r.info.status != "RUNNING" for r in trials + parents)
+
+    listing = runner.invoke(app, ["studies"])
+    assert listing.exit_code == 0 and "tiny" in listing.output
+
+
+def test_bad_trial_is_pruned_and_failures_do_not_stop_the_study(project):
+    write_spec(
+        "prune",
+        sampler={"name": "tpe", "seed": 0, "n_startup_trials": 5},
+        space={
+            **TINY["space"],
+            "optim.lr": {"type": "float", "low": 1e-9, "high": 1e30, "log": True},
+        },
+        enqueue=[
+            {"optim.lr": 0.05, "schedule.name": "onecycle"},  # good: completes
+            {"optim.lr": 1e-9, "schedule.name": "constant"},  # hopeless: pruned at epoch 1
+            {"optim.lr": 1e30, "schedule.name": "constant"},  # diverges: FAIL
+            {"optim.lr": 0.04, "schedule.name": "onecycle"},  # the study goes on after FAIL
+        ],
+    )
+    sweep("prune", 4)
+    study = load("prune")
+    states = [t.state.name for t in study.trials]
+    assert states[0] == "COMPLETE"
+    assert states[3] in ("COMPLETE", "PRUNED") and study.trials[3].intermediate_values  # went on
+    assert states[1] == "PRUNED"
+    assert study.trials[1].user_attrs["pruned_at_epoch"] == 1
+    assert max(study.trials[1].intermediate_values) == 1  # stopped after epoch 1 of 2
+    assert states[2] == "FAIL"
+    assert "non-finite" in study.trials[2].user_attrs["fail_reason"]
+    client = MlflowClient()
+    _, runs = runs_of(client, "prune")
+    by_trial = {int(r.data.tags["cifar_hpo.trial"]): r for r in runs}
+    assert by_trial[1].info.status == "KILLED"
+    assert by_trial[1].data.tags["optuna.state"] == "PRUNED"
+    assert by_trial[2].info.status == "FAILED"
+    assert "non-finite" in by_trial[2].data.tags["cifar_hpo.reason"]
+
+
+def test_trial_that_raises_is_failed_and_recorded(project, monkeypatch):
+    import cifar_hpo.sweep.runner as sweep_runner
+
+    real_train = sweep_runner.train
+    calls = {"n": 0}
+
+    def flaky_train(config, data, callbacks=()):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return real_train(config, data, callbacks)
+
+    monkeypatch.setattr(sweep_runner, "train", flaky_train)
+    write_spec("flaky")
+    sweep("flaky", 2)
+    study = load("flaky")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert "simulated" in study.trials[0].user_attrs["fail_reason"]
+    run = MlflowClient().get_run(study.trials[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+
+
+def test_best_errors(project):
+    write_spec("empty")
+    result = runner.invoke(app, ["best", "--study", "nosuch"])
+    assert result.exit_code == 2 and "unknown study 'nosuch'" in result.output
+    optuna.create_study(study_name="empty", storage=default_storage_url())
+    result = runner.invoke(app, ["best", "--study", "empty"])
+    assert result.exit_code == 2 and "no completed trial" in result.output
+    result = runner.invoke(app, ["sweep", "--study", "missing", "--trials", "1"])
+    assert result.exit_code == 2 and "unknown study 'missing'" in result.output
+
+
+def test_subprocess_sweep_best_export_and_clean_load(project, tiny_data):
+    write_spec("sub")
+    exe = Path(sys.executable).parent / "cifar-hpo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [str(exe), "sweep", "--study", "sub", "--trials", "2", "--no-progress"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = subprocess.run(
+        [str(exe), "best", "--study", "sub", "--export", "model.pt"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert Path("model.pt").is_file()
+    best = load("sub").best_trial
+
+    np.save("test_x.npy", tiny_data.test_images)
+    np.save("test_y.npy", tiny_data.test_labels)
+    script = (
+        "import json, sys, numpy as np, torch\n"
+        "extra = {'cifar_hpo.json': ''}\n"
+        "with open('model.pt', 'rb') as f:\n"
+        "    model = torch.export.load(f, extra_files=extra).module()\n"
+        "meta = json.loads(extra['cifar_hpo.json'])\n"
+        "x = torch.from_numpy(np.load('test_x.npy')).permute(0, 3, 1, 2).float() / 255\n"
+        "y = torch.from_numpy(np.load('test_y.npy'))\n"
+        "acc = (model(x).argmax(1) == y).float().mean().item()\n"
+        "assert 'cifar_hpo' not in sys.modules\n"
+        "print(json.dumps({'acc': acc, 'classes': meta['class_names']}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=project,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["classes"] == list(tiny_data.class_names)
+    assert out["acc"] == pytest.approx(best.user_attrs["test_acc"], abs=1e-6)
+
+    # predict: any size and mode, files and folders
+    from PIL import Image
+
+    folder = project / "imgs"
+    folder.mkdir()
+    Image.fromarray(tiny_data.test_images[0]).resize((64, 48)).save(folder / "a.png")
+    Image.fromarray(tiny_data.test_images[1]).convert("L").save(folder / "b.jpg")
+    result = runner.invoke(app, ["predict", "model.pt", str(folder)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 2
+    for line in lines:
+        path, label, conf = line.split("\t")
+        assert label in tiny_data.class_names and 0 <= float(conf) <= 1
+
+
+def test_predict_rejects_foreign_files(project):
+    Path("foreign.pt").write_bytes(b"not a model at all")
+    Path("img.png").write_bytes(b"")
+    result = runner.invoke(app, ["predict", "foreign.pt", "img.png"])
+    assert result.exit_code == 2
+    assert "not a model exported by cifar-hpo" in result.output
