@@ -24,11 +24,16 @@ lint: install
 	$(BIN)/ruff check cifar_hpo tests bench
 	$(BIN)/ruff format --check cifar_hpo tests bench
 
-data: install
+CACHE := data/cache/cifar10.npz
+
+data: $(CACHE)
+
+$(CACHE): | $(STAMP)
 	$(BIN)/cifar-hpo data import $(DATASET)
 
 train: data
-	$(BIN)/cifar-hpo train --model airbench --epochs 10
+	$(BIN)/cifar-hpo train --model airbench --epochs 10 --lr 0.4 --augment flip-translate \
+		--set optim.label_smoothing=0.2 --set tta=true
 
 sweep: data
 	$(BIN)/cifar-hpo sweep --study $(STUDY) --trials $(TRIALS)
