@@ -58,9 +58,11 @@ The JPEG archive ``../shared/datasets/cifar10-jpeg.tar.gz`` is extracted once in
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tarfile
@@ -161,23 +163,30 @@ def measure_compute(config: TrainConfig, num_classes: int, steps: int, warmup: i
     for _ in range(warmup):
         _train_step(model, optimizer, x, y, device, use_amp)
     _sync(device)
-    cpu0, t0 = time.process_time(), time.perf_counter()
+    (cpu0, flt0), t0 = _usage(), time.perf_counter()
     for _ in range(steps):
         loss = _train_step(model, optimizer, x, y, device, use_amp)
         float(loss.detach())  # the engine reads the loss every CPU step; keep the comparison fair
     _sync(device)
-    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    images = steps * config.batch_size
-    return _rates(images, seconds, cpu)
+    seconds, (cpu1, flt1) = time.perf_counter() - t0, _usage()
+    return _rates(steps * config.batch_size, seconds, cpu1 - cpu0, flt1 - flt0, steps)
 
 
-def _rates(images: int, seconds: float, cpu_seconds: float | None) -> dict:
-    """images/s of wall time plus CPU milliseconds per image (all threads and workers)."""
+def _usage() -> tuple[float, int]:
+    """(CPU seconds of all this process's threads, minor page faults so far)."""
+    return time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _rates(images: int, seconds: float, cpu_seconds: float | None, faults: int, steps: int) -> dict:
+    """images/s of wall time, CPU milliseconds per image (all threads, plus DataLoader workers
+    where known) and minor page faults per step of the main process (fresh pages the kernel
+    had to map and zero: glibc returning big freed buffers to the OS and faulting them back)."""
     return {
         "images_per_sec": images / seconds,
         "images": images,
         "seconds": seconds,
         "cpu_ms_per_image": None if cpu_seconds is None else 1e3 * cpu_seconds / images,
+        "page_faults_per_step": faults / max(1, steps),
     }
 
 
@@ -185,11 +194,10 @@ class _CpuClock(Callback):
     """Process CPU time at the end of every epoch (to exclude the warm-up epoch)."""
 
     def __init__(self) -> None:
-        self.start = time.process_time()
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, int]] = [_usage()]
 
     def on_epoch_end(self, state, record: dict[str, Any]) -> None:
-        self.marks.append(time.process_time())
+        self.marks.append(_usage())
 
 
 def measure_ours(config: TrainConfig, data: CifarData) -> dict:
@@ -203,9 +211,10 @@ def measure_ours(config: TrainConfig, data: CifarData) -> dict:
     rates = [r["images_per_sec"] for r in result.history]
     timed = slice(1, None) if len(rates) > 1 else slice(None)  # epoch 1 is the warm-up
     seconds = sum(i / r for i, r in zip(per_epoch[timed], rates[timed], strict=True))
-    marks = [clock.start, *clock.marks]
-    cpu = marks[-1] - (marks[1] if len(rates) > 1 else marks[0])
-    out = _rates(sum(per_epoch[timed]), seconds, cpu)
+    first = clock.marks[1] if len(rates) > 1 else clock.marks[0]
+    cpu, faults = (b - a for a, b in zip(first, clock.marks[-1], strict=True))
+    images = sum(per_epoch[timed])
+    out = _rates(images, seconds, cpu, faults, images // config.batch_size)
     out["epoch_images_per_sec"] = rates
     out["steps_per_epoch"] = per_epoch[0] // config.batch_size
     return out
@@ -287,7 +296,7 @@ def measure_seed_style(
     _sync(device)
     warmup_seconds = time.perf_counter() - t_start
     pids = [w.pid for w in getattr(it, "_workers", [])]
-    cpu0, wcpu0, t0 = time.process_time(), _cpu_of(pids), time.perf_counter()
+    (cpu0, flt0), wcpu0, t0 = _usage(), _cpu_of(pids), time.perf_counter()
     for _ in range(steps):
         x, y = next(it)
         x = x.to(device, non_blocking=True, memory_format=fmt)
@@ -295,10 +304,10 @@ def measure_seed_style(
         float(loss.detach())
     _sync(device)
     seconds, wcpu1 = time.perf_counter() - t0, _cpu_of(pids)
-    cpu = time.process_time() - cpu0
-    cpu = None if wcpu0 is None or wcpu1 is None else cpu + wcpu1 - wcpu0
+    cpu1, flt1 = _usage()
+    cpu = None if wcpu0 is None or wcpu1 is None else cpu1 - cpu0 + wcpu1 - wcpu0
     del it  # shut the workers down before the next measurement
-    out = _rates(steps * config.batch_size, seconds, cpu)
+    out = _rates(steps * config.batch_size, seconds, cpu, flt1 - flt0, steps)
     out.update(warmup_seconds=warmup_seconds, workers=workers)
     return out
 
@@ -386,6 +395,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps torch's default"
     )
+    p.add_argument(
+        "--mallopt",
+        action="store_true",
+        help="fix glibc's mmap/trim thresholds first (no page-fault churn; see docstring)",
+    )
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers, seed-style path")
     p.add_argument("--rounds", type=int, default=1, help="repeat the three paths interleaved")
     p.add_argument("--augment-cost", choices=("on", "off", "only"), default="on")
@@ -402,17 +416,36 @@ def _fmt_ratio(value: float, target: float) -> str:
     return f"{value:.2f}x (target >= {target}x, {mark})"
 
 
+def tune_malloc(mmap_threshold: int = 1 << 28, trim_threshold: int = 1 << 30) -> bool:
+    """Keep freed buffers in glibc's heap instead of unmapping them (Linux/glibc only).
+
+    By default glibc serves blocks above a (sliding, 128 KiB..32 MiB) threshold with ``mmap``
+    and trims the heap top back to the OS; a training step frees and reallocates megabytes of
+    activations, so the kernel maps and zeroes fresh pages every step. Fixed thresholds stop
+    that. Returns False where ``mallopt`` is unavailable.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    return bool(
+        libc.mallopt(m_mmap_threshold, mmap_threshold)
+        and libc.mallopt(m_trim_threshold, trim_threshold)
+    )
+
+
 def print_summary(console: Console, summary: dict[str, Any], args: argparse.Namespace) -> None:
     """The throughput table and the two target ratios."""
     cpu = summary["cpu_ms_per_image"]
     title = f"Training images/s ({args.rounds} round(s); medians, ratios per round)"
     table = Table(title=title)
-    for col in ("path", "images/s", "vs compute", "CPU ms/img", "CPU vs compute"):
+    for col in ("path", "images/s", "vs compute", "CPU ms/img", "CPU vs compute", "faults/step"):
         table.add_column(col, justify="left" if col == "path" else "right")
     labels = {
-        "compute": "pure compute (synthetic)",
-        "ours": "ours (engine.train)",
-        "seed_style": f"seed-style ({args.workers} workers)",
+        "compute": "pure compute",
+        "ours": "ours",
+        "seed_style": "seed-style",
     }
     vs_compute = {"compute": 1.0, "ours": summary["ours_vs_compute"]}
     vs_compute["seed_style"] = summary["seed_vs_compute"]
@@ -425,8 +458,13 @@ def print_summary(console: Console, summary: dict[str, Any], args: argparse.Name
             f"{vs_compute[path]:.2f}x",
             f"{ms:.2f}" if known else "-",
             f"{ms / cpu['compute']:.2f}x" if known and cpu["compute"] else "-",
+            f"{summary['page_faults_per_step'][path]:.0f}",
         )
     console.print(table)
+    console.print(
+        "pure compute = synthetic batch in memory; ours = engine.train on the uint8 cache; "
+        f"seed-style = ImageFolder JPEGs + per-image transforms, DataLoader({args.workers} workers)"
+    )
     console.print(
         f"ours / pure compute = {_fmt_ratio(summary['ours_vs_compute'], TARGET_VS_COMPUTE)}"
     )
@@ -444,7 +482,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.mallopt:
+        tune_malloc()
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=110)  # keep the tables on one line each in logs
     data = load_dataset("cifar10", args.data_dir)
     device = resolve_device(args.device)
     config0 = make_config(args)
@@ -462,6 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
+        "mallopt": args.mallopt,
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "machine": platform.processor() or platform.machine(),
         "load_start": load(),
@@ -522,12 +565,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rounds = results["rounds"]
 
         def med(path: str, key: str = "images_per_sec") -> float:
-            vals = [rd[path][key] for rd in rounds if key in rd[path]]
+            vals = [rd[path][key] for rd in rounds if rd[path].get(key) is not None]
             return statistics.median(vals) if vals else float("nan")
 
         paths = ("compute", "ours", "seed_style")
         summary: dict[str, Any] = {p: med(p) for p in paths}
         summary["cpu_ms_per_image"] = {p: med(p, "cpu_ms_per_image") for p in paths}
+        summary["page_faults_per_step"] = {p: med(p, "page_faults_per_step") for p in paths}
         for key in ("ours_vs_compute", "seed_vs_compute", "ours_vs_seed"):
             summary[key] = statistics.median(rd[key] for rd in rounds)
         results["summary"] = summary
