@@ -223,8 +223,8 @@ def train(
         diverged = False
         for step in range(steps_per_epoch):
             idx = perm[step * batch_size : (step + 1) * batch_size]
-            x = to_input(augment(train_images[idx], gen))
-            y = train_labels[idx].to(device, non_blocking=True)
+            x = to_input(augment(train_images.index_select(0, idx), gen))
+            y = train_labels.index_select(0, idx).to(device, non_blocking=True)
             with autocast(device, use_amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
