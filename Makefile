@@ -41,6 +41,20 @@ sweep: data
 best: install
 	$(BIN)/cifar-hpo best --study $(STUDY) --export model.pt
 
+# Retrain the seeds' recipes (sweeps/recipes.yaml) plus the best `baseline` trial, then rewrite
+# README's results table and docs/*.png from the MLflow runs (experiment `readme-table`).
+# Default: each recipe's CPU budget, about 75 minutes on 2 cores. EPOCHS=N: every recipe N
+# epochs; FULL=1: the seeds' own epoch counts (GPU); TRAIN_FRACTION=F: share of the training
+# split; ONLY="seed000-cnn airbench-guide": just those recipes.
+EPOCHS ?=
+FULL ?=
+TRAIN_FRACTION ?=
+ONLY ?=
+REPRODUCE_ARGS := $(if $(EPOCHS), EPOCHS=$(EPOCHS))$(if $(filter 1 yes true,$(FULL)), FULL=1)$(if $(TRAIN_FRACTION), TRAIN_FRACTION=$(TRAIN_FRACTION))$(if $(ONLY), ONLY="$(ONLY)")
+
+reproduce-readme-table: data
+	CIFAR_HPO_COMMAND='make reproduce-readme-table$(REPRODUCE_ARGS)' $(BIN)/cifar-hpo reproduce$(if $(EPOCHS), --epochs $(EPOCHS))$(if $(filter 1 yes true,$(FULL)), --full)$(if $(TRAIN_FRACTION), --train-fraction $(TRAIN_FRACTION))$(if $(ONLY), $(addprefix --only ,$(ONLY)))
+
 bench: install
 	$(BIN)/python bench/throughput.py
 

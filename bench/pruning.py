@@ -1,0 +1,343 @@
+"""Sweep efficiency: one study with its configured pruner and the same study without pruning.
+
+What is compared: ``sweeps/<study>.yaml`` run twice as an in-memory Optuna study with the same
+sampler and seed, the same enqueued configs and the same number of trials; once with the spec's
+pruner (``median`` for ``baseline``) and once with none. Every trial trains with the shared core
+(:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in both studies)
+and reports its validation metric each epoch through
+:class:`cifar_hpo.sweep.runner.PruningCallback`. No MLflow tracking and no test-set evaluation:
+only the search itself is measured.
+
+Compute is counted in training images processed (``Result.images_seen``; for a pruned trial the
+images up to the epoch it was pruned at), with training GMACs (images x 3 x forward MACs per
+image) and wall seconds beside it. Reported per study: trials by state, total compute, the best
+validation value and the compute spent until it was first reached; and for the pruned study, the
+compute it needed to first come within ``--tolerance`` (0.5 points) of the unpruned study's best.
+
+Target (issue 4): the pruned study reaches the unpruned best within 0.5 points using at most
+35 % of the unpruned study's compute (images).
+
+Budget: by default the ``baseline`` spec at its 5 epochs but on 10 % of the training split
+(``--train-fraction 0.1``: 4,500 images per epoch, the full 5,000-image validation hold-out),
+25 trials per study: about 15-20 minutes for both studies on a 2-core CPU with the real CIFAR-10
+(~23 s per unpruned trial). ``--epochs``, ``--train-fraction`` and ``--trials`` scale it.
+
+Run::
+
+    .venv/bin/python bench/pruning.py                                  # ~15-20 min on 2 cores
+    .venv/bin/python bench/pruning.py --trials 40 --train-fraction 0.2 --json bench/results/p.json
+    .venv/bin/python bench/pruning.py --study quick --trials 6          # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
+
+from cifar_hpo.callbacks import Callback
+from cifar_hpo.config import parse_overrides, with_overrides
+from cifar_hpo.data import load_dataset
+from cifar_hpo.engine import train
+from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.sweep.runner import METRIC_KEYS, PruningCallback
+from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec, suggest
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_SHARE = 0.35
+TOLERANCE = 0.005  # 0.5 points of accuracy
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+class ComputeMeter(Callback):
+    """Records the images processed and epochs run so far; placed before the pruning callback,
+    so a trial that is pruned at epoch k still reports the compute of its k epochs."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.epochs = 0
+
+    def on_epoch_end(self, state, record: dict[str, Any]) -> None:
+        self.images = state.images_seen
+        self.epochs = record["epoch"]
+
+
+class Objective:
+    """Sample -> config -> train with pruning reports -> validation metric; compute in attrs."""
+
+    def __init__(self, spec: SweepSpec, base, data, macs_cache: dict[str, int]):
+        self.spec = spec
+        self.base = base
+        self.data = data
+        self.metric = spec.objective.metric
+        self.macs_cache = macs_cache
+
+    def macs(self, config) -> int:
+        """Forward MACs per image of the config's model (cached per model config)."""
+        key = json.dumps({"name": config.model.name, **config.model.hparams}, sort_keys=True)
+        if key not in self.macs_cache:
+            model = create_model(config.model.name, self.data.num_classes, **config.model.hparams)
+            self.macs_cache[key] = count_macs(model)
+        return self.macs_cache[key]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        config = with_overrides(self.base, suggest(trial, self.spec))
+        meter = ComputeMeter()
+        trial.set_user_attr("macs", self.macs(config))
+        t0 = time.perf_counter()
+        try:
+            result = train(
+                config, self.data, [meter, PruningCallback(trial, self.metric)], evaluate_test=False
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            raise
+        finally:  # pruned, failed or done: record the compute used
+            trial.set_user_attr("images_seen", meter.images)
+            trial.set_user_attr("epochs_run", meter.epochs)
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+        trial.set_user_attr("images_seen", result.images_seen)
+        if result.val is None or result.status == "diverged":
+            reason = result.message or "no validation split"
+            trial.set_user_attr("fail_reason", reason)
+            raise RuntimeError(reason)
+        return float(result.val.metrics[METRIC_KEYS[self.metric]])
+
+
+def run_study(
+    spec: SweepSpec, base, data, n_trials: int, pruned: bool, seed: int | None, enqueue: bool
+) -> optuna.Study:
+    """One in-memory study: the spec's sampler (seeded) and its pruner, or no pruner."""
+    sampler_spec = spec.sampler if seed is None else spec.sampler.model_copy(update={"seed": seed})
+    spec = spec.model_copy(update={"sampler": sampler_spec})
+    pruner = build_pruner(spec) if pruned else optuna.pruners.NopPruner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = build_sampler(spec)  # multivariate TPE is "experimental"
+    study = optuna.create_study(sampler=sampler, pruner=pruner, direction=spec.objective.direction)
+    if enqueue:
+        for params in spec.enqueue:
+            study.enqueue_trial(params, skip_if_exists=True)
+    objective = Objective(spec, base, data, _MACS)
+    study.optimize(objective, n_trials=n_trials, catch=(Exception,))
+    return study
+
+
+_MACS: dict[str, int] = {}
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Per trial, in order: state, value, compute, and cumulative compute."""
+    rows, images, gmacs, seconds = [], 0, 0.0, 0.0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        n = int(t.user_attrs.get("images_seen", 0))
+        g = n * 3 * t.user_attrs.get("macs", 0) / 1e9
+        images, gmacs = images + n, gmacs + g
+        seconds += float(t.user_attrs.get("seconds", 0.0))
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value if t.state == TrialState.COMPLETE else None,
+                "epochs_run": t.user_attrs.get("epochs_run"),
+                "images": n,
+                "gmacs": g,
+                "cum_images": images,
+                "cum_gmacs": gmacs,
+                "cum_seconds": seconds,
+                "params": t.params,
+                "fail_reason": t.user_attrs.get("fail_reason"),
+            }
+        )
+    return rows
+
+
+def first_reaching(rows: list[dict[str, Any]], threshold: float, maximize: bool):
+    """The first completed trial whose value reaches ``threshold``, or None."""
+    for r in rows:
+        v = r["value"]
+        if v is not None and (v >= threshold if maximize else v <= threshold):
+            return r
+    return None
+
+
+def summarize(rows: list[dict[str, Any]], maximize: bool) -> dict[str, Any]:
+    """Counts, totals, best value and the compute until the best was first reached."""
+    done = [r for r in rows if r["value"] is not None]
+    best = (max if maximize else min)(done, key=lambda r: r["value"]) if done else None
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("COMPLETE", "PRUNED", "FAIL")}
+    last = rows[-1] if rows else {"cum_images": 0, "cum_gmacs": 0.0, "cum_seconds": 0.0}
+    return {
+        "counts": counts,
+        "images": last["cum_images"],
+        "gmacs": last["cum_gmacs"],
+        "seconds": last["cum_seconds"],
+        "best_value": best["value"] if best else None,
+        "best_trial": best["number"] if best else None,
+        "images_to_best": best["cum_images"] if best else None,
+        "trials": rows,
+    }
+
+
+def compare(unpruned: dict, pruned: dict, tolerance: float, maximize: bool) -> dict[str, Any]:
+    """How much of the unpruned compute the pruned study needed to come within ``tolerance``."""
+    out: dict[str, Any] = {"tolerance": tolerance, "target_share": TARGET_SHARE}
+    ref = unpruned["best_value"]
+    if ref is None or not unpruned["images"]:
+        return {**out, "reached": False, "meets_target": False}
+    threshold = ref - tolerance if maximize else ref + tolerance
+    hit = first_reaching(pruned["trials"], threshold, maximize)
+    out.update(
+        threshold=threshold,
+        reached=hit is not None,
+        reached_at_trial=hit["number"] if hit else None,
+        images_to_reach=hit["cum_images"] if hit else None,
+        share_to_reach=hit["cum_images"] / unpruned["images"] if hit else None,
+        gmacs_share_to_reach=(hit["cum_gmacs"] / unpruned["gmacs"])
+        if hit and unpruned["gmacs"]
+        else None,
+        total_share=pruned["images"] / unpruned["images"],
+        best_gap=(pruned["best_value"] - ref) if pruned["best_value"] is not None else None,
+    )
+    out["meets_target"] = bool(hit) and out["share_to_reach"] <= TARGET_SHARE
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--study", default="baseline", help="sweeps/<study>.yaml (or a YAML path)")
+    p.add_argument("--sweeps-dir", default=str(ROOT / "sweeps"))
+    p.add_argument("--trials", type=int, default=25, help="trials per study")
+    p.add_argument("--epochs", type=int, default=None, help="per-trial epochs [spec's budget]")
+    p.add_argument(
+        "--train-fraction", type=float, default=0.1, help="share of the training split per trial"
+    )
+    p.add_argument("--seed", type=int, default=None, help="sampler seed [spec's]")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="'within' margin")
+    p.add_argument("--no-enqueue", action="store_true", help="skip the spec's enqueued configs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="key=value")
+    p.add_argument("--data-dir", default=None, help="dataset folder [$CIFAR_HPO_DATA_DIR, data/]")
+    p.add_argument("--json", default=str(ROOT / "bench" / "results" / "pruning.json"))
+    p.add_argument("--order", choices=("unpruned-first", "pruned-first"), default="unpruned-first")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    console = Console()
+    spec = load_spec(args.study, args.sweeps_dir)
+    budget = {"budget": spec.budget.model_copy(update={"train_fraction": args.train_fraction})}
+    if args.epochs is not None:
+        budget["budget"] = budget["budget"].model_copy(update={"epochs": args.epochs})
+    spec = spec.model_copy(update=budget)
+    base = spec.base_config()
+    if args.overrides:
+        base = with_overrides(base, parse_overrides(args.overrides))
+    data = load_dataset(base.data.dataset, base.data.data_dir or args.data_dir)
+    maximize = spec.objective.direction == "maximize"
+    console.print(
+        f"study {args.study}: {args.trials} trials x 2, {spec.budget.epochs} epochs on "
+        f"{100 * spec.budget.train_fraction:g} % of the training split, sampler "
+        f"{spec.sampler.name} (seed {args.seed if args.seed is not None else spec.sampler.seed}),"
+        f" pruner {spec.pruner.name} vs none"
+    )
+    results = {}
+    order = [False, True] if args.order == "unpruned-first" else [True, False]
+    for pruned in order:
+        label = "pruned" if pruned else "unpruned"
+        t0 = time.perf_counter()
+        with console.status(f"running the {label} study ..."):
+            study = run_study(spec, base, data, args.trials, pruned, args.seed, not args.no_enqueue)
+        results[label] = summarize(trial_rows(study), maximize)
+        console.print(f"{label}: done in {(time.perf_counter() - t0) / 60:.1f} min")
+    comparison = compare(results["unpruned"], results["pruned"], args.tolerance, maximize)
+    summary = {
+        "study": args.study,
+        "trials": args.trials,
+        "epochs": spec.budget.epochs,
+        "train_fraction": spec.budget.train_fraction,
+        "sampler": spec.sampler.name,
+        "sampler_seed": args.seed if args.seed is not None else spec.sampler.seed,
+        "pruner": spec.pruner.model_dump(),
+        "metric": spec.objective.metric,
+        "enqueued": 0 if args.no_enqueue else len(spec.enqueue),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "versions": {"torch": torch.__version__, "optuna": optuna.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "unpruned": results["unpruned"],
+        "pruned": results["pruned"],
+        "comparison": comparison,
+    }
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=1, default=str))
+    print_summary(console, summary)
+    if args.json:
+        console.print(f"wrote {args.json}")
+    return summary
+
+
+def _num(x, fmt: str = "{:,}") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def print_summary(console: Console, s: dict[str, Any]) -> None:
+    """The two studies side by side, then the comparison against the target."""
+    table = Table(title=f"pruning benchmark: {s['study']}, {s['trials']} trials per study")
+    table.add_column("")
+    for col in ("no pruning", f"{s['pruner']['name']} pruner"):
+        table.add_column(col, justify="right")
+    u, p = s["unpruned"], s["pruned"]
+    pct = "{:.2%}"
+    rows = [
+        (
+            "complete / pruned / failed",
+            *("{COMPLETE} / {PRUNED} / {FAIL}".format(**r["counts"]) for r in (u, p)),
+        ),
+        ("training images", _num(u["images"]), _num(p["images"])),
+        ("training GMACs", _num(u["gmacs"], "{:,.0f}"), _num(p["gmacs"], "{:,.0f}")),
+        ("wall minutes", _num(u["seconds"] / 60, "{:.1f}"), _num(p["seconds"] / 60, "{:.1f}")),
+        (f"best {s['metric']}", _num(u["best_value"], pct), _num(p["best_value"], pct)),
+        ("best trial", _num(u["best_trial"], "{}"), _num(p["best_trial"], "{}")),
+        ("images until best", _num(u["images_to_best"]), _num(p["images_to_best"])),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    c = s["comparison"]
+    if not c.get("reached"):
+        console.print(
+            f"[red]MISS[/]: the pruned study never came within {c['tolerance']:.3f} of the "
+            f"unpruned best ({_num(u['best_value'], pct)})"
+        )
+        return
+    verdict = "[green]PASS[/]" if c["meets_target"] else "[red]MISS[/]"
+    console.print(
+        f"pruned study reached {c['threshold']:.2%} (unpruned best - {c['tolerance']:.3f}) at "
+        f"trial {c['reached_at_trial']} after {c['images_to_reach']:,} images = "
+        f"{c['share_to_reach']:.1%} of the unpruned study's compute "
+        f"({_num(c['gmacs_share_to_reach'], '{:.1%}')} in GMACs); whole pruned study: "
+        f"{c['total_share']:.1%}. Target <= {TARGET_SHARE:.0%}: {verdict}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""Train every recipe in order, track each as an MLflow run, then rewrite the README table.
+
+One call of :func:`reproduce` is one *batch*: a parent run ``table-<budget>`` in the MLflow
+experiment ``readme-table`` (budget, command, commit, library versions, machine as tags) and one
+child run per recipe (role ``recipe``: resolved config as params, per-epoch metrics through
+:class:`cifar_hpo.tracking.TrialRun`, test metrics and per-class report through its
+``log_result``, plus parameters, MACs, epochs run, training images and images/s). Recipes run
+one after another, each seeded by its config, so the same machine reproduces the same
+accuracies. A recipe whose data cannot be loaded (CIFAR-100 offline) or whose study has no
+completed trial is recorded as ``skipped`` with the reason; a failing one as ``failed``; the
+batch goes on. The table and plots are then written from what MLflow holds, not from memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from mlflow.entities import Metric, Param
+from rich.console import Console
+
+from cifar_hpo.config import TrainConfig
+from cifar_hpo.data import CifarData, DatasetError, load_dataset
+from cifar_hpo.device import amp_enabled, resolve_device
+from cifar_hpo.engine import DIVERGED, Result, make_splits, train
+from cifar_hpo.models import count_macs, count_parameters, create_model
+from cifar_hpo.reproduce.recipes import (
+    RECIPES_FILE,
+    Budget,
+    PlannedRun,
+    load_recipes,
+    plan_runs,
+)
+from cifar_hpo.reproduce.table import (
+    EXPERIMENT,
+    TableData,
+    collect,
+    latest_batch,
+    render,
+    rewrite_readme,
+    write_plots,
+)
+from cifar_hpo.tracking import Tracker, TrialRun
+
+SKIPPED, FAILED = "skipped", "failed"
+
+
+@dataclass
+class ReproduceOutcome:
+    """What a :func:`reproduce` call did."""
+
+    parent_run_id: str
+    table: TableData
+    readme: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+    markers_inserted: bool = False
+
+
+def reproduce(
+    budget: Budget | None = None,
+    *,
+    recipes_file: str | Path = RECIPES_FILE,
+    readme: str | Path = "README.md",
+    docs_dir: str | Path | None = None,
+    only: Iterable[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    storage: str | None = None,
+    sweeps_dir: str | Path = "sweeps",
+    tracking_uri: str | None = None,
+    command: str | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> ReproduceOutcome:
+    """Train the recipes of ``recipes_file`` under ``budget`` and rewrite ``readme``'s table.
+
+    Args:
+        budget: how long each recipe trains (default: each recipe's ``cpu`` cap).
+        recipes_file: the recipes YAML.
+        readme: the README whose ``readme-table`` markers are rewritten.
+        docs_dir: where the plots go (default ``docs/`` next to the README).
+        only: train just these recipe names (the table then holds just them).
+        overrides: dotted config overrides for every recipe, e.g. ``{"device": "cpu"}``.
+        data_dir: dataset folder for configs that do not name one.
+        storage: Optuna storage of the studies that study recipes read.
+        sweeps_dir: folder of the study specs.
+        tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI`` or MLflow's).
+        command: the command line recorded in the table (default: ``cifar-hpo reproduce``).
+        console: where progress and per-recipe lines go (None: silent).
+        show_progress: show epoch/batch bars (needs ``console``).
+
+    Raises:
+        ConfigError: invalid recipes file, override or ``only`` name (before any training).
+        OSError: the README does not exist.
+    """
+    budget = budget or Budget()
+    readme = Path(readme)
+    if not readme.is_file():
+        raise FileNotFoundError(2, "no such README", str(readme))
+    book = load_recipes(recipes_file)
+    plans = plan_runs(
+        book, budget, only=only, overrides=overrides, storage=storage, sweeps_dir=sweeps_dir
+    )
+    tracker = Tracker(tracking_uri)
+    exp_id = tracker.experiment_id(EXPERIMENT)
+    parent = tracker.client.create_run(
+        exp_id,
+        run_name=f"table-{budget.label}",
+        tags=_batch_tags(budget, recipes_file, command or "cifar-hpo reproduce", readme),
+    )
+    parent_id = parent.info.run_id
+    loader = _DataLoader(data_dir)
+    try:
+        for i, plan in enumerate(plans, start=1):
+            if console is not None:
+                console.print(f"[bold][{i}/{len(plans)}] {plan.recipe.name}[/]: {_describe(plan)}")
+            run_recipe(plan, tracker, exp_id, parent_id, loader, console, show_progress)
+    except KeyboardInterrupt:
+        tracker.client.set_terminated(parent_id, status="KILLED")
+        raise
+    tracker.client.set_tag(parent_id, "cifar_hpo.finished", _now_text())
+    tracker.client.set_terminated(parent_id, status="FINISHED")
+    return write_table(
+        parent_id, readme=readme, docs_dir=docs_dir, tracking_uri=tracking_uri, tracker=tracker
+    )
+
+
+def write_table(
+    parent_run_id: str | None = None,
+    *,
+    readme: str | Path = "README.md",
+    docs_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    tracker: Tracker | None = None,
+) -> ReproduceOutcome:
+    """Rewrite ``readme``'s table and the plots from a batch's MLflow runs (default: the
+    latest finished batch); the Markdown block and plots are also logged to the parent run.
+
+    Raises:
+        ValueError: there is no finished batch in the ``readme-table`` experiment.
+    """
+    tracker = tracker or Tracker(tracking_uri)
+    client = tracker.client
+    parent_run_id = parent_run_id or latest_batch(client)
+    if parent_run_id is None:
+        raise ValueError(
+            f"no finished batch in MLflow experiment {EXPERIMENT!r} at {tracker.tracking_uri}; "
+            "run `cifar-hpo reproduce` first"
+        )
+    readme = Path(readme)
+    docs = Path(docs_dir) if docs_dir is not None else readme.parent / "docs"
+    table = collect(client, parent_run_id)
+    plots = write_plots(client, table, docs)
+    rel = {name: _relative(path, readme.parent) for name, path in plots.items()}
+    body = render(table, rel)
+    inserted = rewrite_readme(readme, body)
+    client.log_text(parent_run_id, body + "\n", "readme_table.md")
+    for path in plots.values():
+        client.log_artifact(parent_run_id, str(path), "plots")
+    return ReproduceOutcome(parent_run_id, table, readme, plots, inserted)
+
+
+def run_recipe(
+    plan: PlannedRun,
+    tracker: Tracker,
+    experiment_id: str,
+    parent_run_id: str,
+    loader: _DataLoader,
+    console: Console | None = None,
+    show_progress: bool = False,
+) -> str:
+    """Train one planned recipe as a child run of ``parent_run_id``; returns its run id.
+
+    Never raises for a recipe's own failure (it is recorded); Ctrl-C ends the run KILLED and
+    propagates.
+    """
+    client = tracker.client
+    recipe, config = plan.recipe, plan.config
+    tags = {
+        "mlflow.parentRunId": parent_run_id,
+        "cifar_hpo.role": "recipe",
+        "cifar_hpo.batch": parent_run_id,
+        "cifar_hpo.recipe": recipe.name,
+        "cifar_hpo.order": str(plan.order),
+        "cifar_hpo.project": recipe.project,
+        "cifar_hpo.source_epochs": str(recipe.epochs),
+        "cifar_hpo.budget_epochs": str(plan.epochs),
+        **plan.source,
+    }
+    if plan.reported is not None:
+        tags["cifar_hpo.reported_metric"] = plan.reported.metric
+        tags["cifar_hpo.reported_value"] = repr(plan.reported.value)
+        tags["cifar_hpo.reported_text"] = plan.reported.text
+    run_id = client.create_run(experiment_id, run_name=recipe.name, tags=tags).info.run_id
+    if config is not None:
+        params = [Param(k, str(v)[:6000]) for k, v in config.to_flat().items()]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i : i + 100])
+
+    def finish(status: str, reason: str = "", run_status: str = "FINISHED") -> str:
+        client.set_tag(run_id, "cifar_hpo.status", status)
+        if reason:
+            client.set_tag(run_id, "cifar_hpo.reason", reason[:5000])
+        client.set_terminated(run_id, status=run_status)
+        if console is not None and status in (SKIPPED, FAILED, DIVERGED):
+            console.print(f"  [yellow]{status}:[/] {reason}")
+        return run_id
+
+    if config is None:
+        return finish(SKIPPED, plan.skip)
+    try:
+        data = loader(config)
+    except DatasetError as err:
+        _log_model_stats(client, run_id, config, None)
+        return finish(SKIPPED, str(err))
+    bar = None
+    try:
+        _log_model_stats(client, run_id, config, data)
+        device = resolve_device(config.device)
+        client.set_tag(run_id, "cifar_hpo.device", device_text(device, config))
+        train_images = len(make_splits(config, data).train_idx)
+        callbacks: list = [TrialRun(tracker, run_id)]
+        if console is not None and show_progress:
+            from cifar_hpo.progress import RichProgress
+
+            bar = RichProgress(console, label=recipe.name)
+            callbacks.append(bar)
+        result = train(config, data, callbacks)
+    except KeyboardInterrupt:
+        finish(FAILED, "interrupted (Ctrl-C/SIGTERM)", "KILLED")
+        raise
+    except Exception as err:  # noqa: BLE001 - recorded; the batch goes on
+        return finish(FAILED, f"{type(err).__name__}: {err}", "FAILED")
+    finally:
+        if bar is not None:
+            bar.close()
+    TrialRun(tracker, run_id).log_result(result)
+    client.log_batch(run_id, metrics=_summary_metrics(result, train_images))
+    if console is not None and result.test is not None:
+        console.print(
+            f"  test top-1 {100 * result.test.metrics['acc']:.2f} %, {result.seconds / 60:.1f} min"
+        )
+    if result.status == DIVERGED:
+        return finish(DIVERGED, result.message, "FAILED")
+    return finish(result.status, result.message)
+
+
+def _summary_metrics(result: Result, train_images: int) -> list[Metric]:
+    """Epochs run, images per epoch, pooled training images/s, best validation values."""
+    ts, step = int(time.time() * 1000), len(result.history)
+    seconds, prev = 0.0, 0
+    for row in result.history:
+        images = row["images_seen"] - prev
+        prev = row["images_seen"]
+        if row.get("images_per_sec"):
+            seconds += images / row["images_per_sec"]
+    values = {"epochs_run": float(len(result.history)), "train_images": float(train_images)}
+    if seconds > 0:
+        values["train_images_per_sec"] = prev / seconds
+        values["train_seconds"] = seconds
+    val_acc = [r["val_acc"] for r in result.history if r.get("val_acc") is not None]
+    val_loss = [r["val_loss"] for r in result.history if r.get("val_loss") is not None]
+    if val_acc:
+        values["best_val_acc"] = max(val_acc)
+    if val_loss:
+        values["best_val_loss"] = min(val_loss)
+    if result.val is not None:
+        values["final_val_acc"] = result.val.metrics["acc"]
+    return [Metric(k, float(v), ts, step) for k, v in values.items()]
+
+
+def _log_model_stats(client, run_id: str, config: TrainConfig, data: CifarData | None) -> None:
+    """Parameters and MACs per image of the recipe's model, for the dataset's class count."""
+    num_classes = data.num_classes if data is not None else _num_classes(config.data.dataset)
+    torch.manual_seed(config.seed)
+    model = create_model(config.model.name, num_classes, **config.model.hparams)
+    ts = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("num_params", float(count_parameters(model)), ts, 0),
+            Metric("macs", float(count_macs(model)), ts, 0),
+        ],
+    )
+
+
+def _num_classes(dataset: str) -> int:
+    return 100 if dataset == "cifar100" else 10
+
+
+class _DataLoader:
+    """Loads each dataset once per batch; a failure is remembered, not retried."""
+
+    def __init__(self, data_dir: str | Path | None):
+        self.data_dir = data_dir
+        self.cache: dict[tuple[str, str | None], CifarData | DatasetError] = {}
+
+    def __call__(self, config: TrainConfig) -> CifarData:
+        folder = config.data.data_dir or (str(self.data_dir) if self.data_dir else None)
+        key = (config.data.dataset, folder)
+        if key not in self.cache:
+            try:
+                self.cache[key] = load_dataset(config.data.dataset, folder)
+            except DatasetError as err:
+                self.cache[key] = err
+        found = self.cache[key]
+        if isinstance(found, DatasetError):
+            raise found
+        return found
+
+
+def device_text(device: torch.device, config: TrainConfig) -> str:
+    """Short device label for the table, e.g. ``cpu x2 (bf16)`` or ``NVIDIA H100 (fp16)``."""
+    amp = amp_enabled(device, config.amp)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({'fp16' if amp else 'fp32'})"
+    if device.type == "cpu":
+        return f"cpu x{torch.get_num_threads()} ({'bf16' if amp else 'fp32'})"
+    return f"{device.type} ({'fp16' if amp else 'fp32'})"
+
+
+def _describe(plan: PlannedRun) -> str:
+    if plan.config is None:
+        return "skipped"
+    c = plan.config
+    return (
+        f"{c.model.name} on {c.data.dataset}, {plan.epochs} epoch{'s' * (plan.epochs != 1)} "
+        f"(source: {plan.recipe.epochs}) on {100 * plan.train_fraction:g} % of the training split"
+    )
+
+
+def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dict[str, str]:
+    import mlflow
+    import optuna
+
+    versions = {
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "mlflow": mlflow.__version__,
+        "python": platform.python_version(),
+    }
+    return {
+        "cifar_hpo.role": "table",
+        "cifar_hpo.budget": budget.label,
+        "cifar_hpo.budget_text": budget.describe(recipes_file),
+        "cifar_hpo.command": command,
+        "cifar_hpo.commit": git_commit(readme.resolve().parent),
+        "cifar_hpo.versions": json.dumps(versions),
+        "cifar_hpo.versions_text": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "cifar_hpo.host": host_text(),
+        "cifar_hpo.started": _now_text(),
+    }
+
+
+def git_commit(folder: str | Path = ".") -> str:
+    """``git rev-parse --short HEAD`` of ``folder`` (``+ uncommitted changes`` when tracked
+    files differ), or ``unknown`` outside a repository."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head} + uncommitted changes" if dirty else head
+
+
+def host_text() -> str:
+    """CPU model and core count, plus the GPU when CUDA is available."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    if torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def _now_text() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()

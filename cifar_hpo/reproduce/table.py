@@ -1,0 +1,460 @@
+"""The README results table and its plots, built only from MLflow runs.
+
+:func:`collect` reads one batch (a ``table`` parent run and its ``recipe`` child runs) of the
+``readme-table`` experiment back from MLflow; :func:`render` turns it into the Markdown block
+that :func:`rewrite_readme` puts between ``<!-- RESULTS:readme-table -->`` and
+``<!-- /RESULTS:readme-table -->``; :func:`write_plots` draws the per-class F1 chart (from each
+run's ``per_class.json`` artifact) and the accuracy-vs-parameters chart (recipes plus every
+sweep trial with a ``test_acc`` metric in the ``cifar-hpo/<study>`` experiments).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+EXPERIMENT = "readme-table"
+MARKER = "readme-table"
+PER_CLASS_PLOT = "per_class_f1.png"
+SCATTER_PLOT = "accuracy_vs_params.png"
+COLUMNS = (
+    "recipe",
+    "seed",
+    "model",
+    "params",
+    "MACs",
+    "dataset",
+    "epochs run / seed's",
+    "train images",
+    "test top-1",
+    "top-5",
+    "macro F1",
+    "seed reports",
+    "ours, same metric",
+    "minutes",
+    "images/s",
+    "device",
+)
+_RIGHT = {"params", "MACs", "epochs run / seed's", "train images", "test top-1", "top-5"}
+_RIGHT |= {"macro F1", "ours, same metric", "minutes", "images/s"}
+
+
+def markers(name: str = MARKER) -> tuple[str, str]:
+    """The opening and closing marker lines of a README results block."""
+    return f"<!-- RESULTS:{name} -->", f"<!-- /RESULTS:{name} -->"
+
+
+@dataclass
+class Row:
+    """One recipe run as read back from MLflow (values, not formatted)."""
+
+    run_id: str
+    recipe: str
+    order: int
+    project: str
+    status: str
+    reason: str
+    model: str | None
+    dataset: str | None
+    source_epochs: int | None
+    budget_epochs: int | None
+    train_fraction: float | None
+    device: str
+    metrics: dict[str, float]
+    reported: dict[str, Any] | None
+
+    def metric(self, key: str) -> float | None:
+        """A metric's latest value, or None when the run did not log it."""
+        value = self.metrics.get(key)
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    @property
+    def trained(self) -> bool:
+        """True when the run trained and was evaluated on the test set."""
+        return self.metric("test_acc") is not None
+
+
+@dataclass
+class TableData:
+    """A batch: its parent run's tags (budget, command, commit, ...) and its rows in order."""
+
+    parent_run_id: str
+    meta: dict[str, str]
+    rows: list[Row] = field(default_factory=list)
+
+
+def collect(client, parent_run_id: str) -> TableData:
+    """Read a batch back from MLflow: the parent's tags and every child recipe run.
+
+    Args:
+        client: an ``MlflowClient``.
+        parent_run_id: the batch's ``table`` run.
+    """
+    parent = client.get_run(parent_run_id)
+    meta = {
+        k.removeprefix("cifar_hpo."): v
+        for k, v in parent.data.tags.items()
+        if k.startswith("cifar_hpo.")
+    }
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`cifar_hpo.batch` = '{parent_run_id}'",
+        max_results=1000,
+    )
+    rows = [_row(r) for r in runs if r.data.tags.get("cifar_hpo.role") == "recipe"]
+    rows.sort(key=lambda r: (r.order, r.recipe))
+    return TableData(parent_run_id, meta, rows)
+
+
+def latest_batch(client, experiment: str = EXPERIMENT) -> str | None:
+    """Id of the most recent FINISHED batch (``table`` run) of ``experiment``, or None."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string="tags.`cifar_hpo.role` = 'table' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _row(run) -> Row:
+    tags, params = run.data.tags, run.data.params
+
+    def _int(text: str | None) -> int | None:
+        return int(text) if text not in (None, "") else None
+
+    reported = None
+    if tags.get("cifar_hpo.reported_metric"):
+        reported = {
+            "metric": tags["cifar_hpo.reported_metric"],
+            "value": float(tags["cifar_hpo.reported_value"]),
+            "text": tags.get("cifar_hpo.reported_text", ""),
+        }
+    fraction = params.get("data.train_fraction")
+    return Row(
+        run_id=run.info.run_id,
+        recipe=tags.get("cifar_hpo.recipe", run.info.run_name or "?"),
+        order=_int(tags.get("cifar_hpo.order")) or 0,
+        project=tags.get("cifar_hpo.project", ""),
+        status=tags.get("cifar_hpo.status", run.info.status.lower()),
+        reason=tags.get("cifar_hpo.reason", ""),
+        model=params.get("model.name"),
+        dataset=params.get("data.dataset"),
+        source_epochs=_int(tags.get("cifar_hpo.source_epochs")),
+        budget_epochs=_int(tags.get("cifar_hpo.budget_epochs")),
+        train_fraction=float(fraction) if fraction else None,
+        device=tags.get("cifar_hpo.device", ""),
+        metrics=dict(run.data.metrics),
+        reported=reported,
+    )
+
+
+# ----------------------------------------------------------------------------- formatting
+def pct(x: float | None, digits: int = 2) -> str:
+    """0.81234 -> ``81.23 %``; None -> ``-``."""
+    return "-" if x is None else f"{100 * x:.{digits}f} %"
+
+
+def _int_text(x: float | None) -> str:
+    return "-" if x is None else f"{int(round(x)):,}"
+
+
+def ours_same_metric(row: Row) -> str:
+    """Our value of the metric the source reported (test/val accuracy or val loss)."""
+    if row.reported is None or not row.trained:
+        return "-"
+    metric = row.reported["metric"]
+    if metric == "best_val_loss":
+        value = row.metric("best_val_loss")
+        return "-" if value is None else f"val loss {value:.4f}"
+    key, label = {
+        "test_acc": ("test_acc", "test"),
+        "best_val_acc": ("best_val_acc", "best val"),
+        "val_acc": ("final_val_acc", "val"),
+    }[metric]
+    value = row.metric(key)
+    return "-" if value is None else f"{pct(value)} {label}"
+
+
+def epochs_cell(row: Row) -> str:
+    """``2 / 250``; an early-stopped run shows the epochs it ran and the budget's."""
+    run = row.metric("epochs_run")
+    seed = "-" if row.source_epochs is None else str(row.source_epochs)
+    if run is None:
+        return f"- / {seed}"
+    text = f"{int(run)} / {seed}"
+    if row.budget_epochs is not None and int(run) < row.budget_epochs:
+        text = f"{int(run)} of {row.budget_epochs} / {seed}"
+    return text
+
+
+def row_cells(row: Row, note: str = "") -> list[str]:
+    """The table cells of one row, in :data:`COLUMNS` order."""
+    macs = row.metric("macs")
+    reported = row.reported["text"] if row.reported else "-"
+    if row.trained:
+        top1 = pct(row.metric("test_acc"))
+    else:
+        top1 = row.status
+    top1 += note
+    minutes = row.metric("seconds")
+    ips = row.metric("train_images_per_sec")
+    cells = [
+        f"`{row.recipe}`",
+        row.project or "-",
+        f"`{row.model}`" if row.model else "-",
+        _int_text(row.metric("num_params")),
+        "-" if macs is None else f"{macs / 1e6:.1f} M",
+        row.dataset or "-",
+        epochs_cell(row),
+        _int_text(row.metric("train_images")),
+        top1,
+        pct(row.metric("test_top5"), 1),
+        "-" if row.metric("test_f1_macro") is None else f"{row.metric('test_f1_macro'):.4f}",
+        reported,
+        ours_same_metric(row),
+        "-" if minutes is None or not row.trained else f"{minutes / 60:.1f}",
+        "-" if ips is None else f"{ips:,.0f}",
+        row.device or "-",
+    ]
+    return [c.replace("|", "\\|") for c in cells]
+
+
+def render(table: TableData, plots: dict[str, str] | None = None) -> str:
+    """The Markdown block (without the marker lines): table, provenance, notes, plots.
+
+    Args:
+        table: a batch from :func:`collect`.
+        plots: plot name -> path relative to the README (see :func:`write_plots`).
+    """
+    meta = table.meta
+    notes: list[str] = []
+    body: list[list[str]] = []
+    for row in table.rows:
+        mark = ""
+        text = _row_note(row)
+        if text:
+            notes.append(text)
+            mark = f", note {len(notes)}"
+        body.append(row_cells(row, mark))
+    header = "| " + " | ".join(COLUMNS) + " |"
+    align = "|" + "|".join("---:" if c in _RIGHT else "---" for c in COLUMNS) + "|"
+    lines = [
+        "<!-- generated by `cifar-hpo reproduce` from the MLflow runs of experiment "
+        f"`{EXPERIMENT}`; do not edit by hand -->",
+        "",
+        header,
+        align,
+        *("| " + " | ".join(cells) + " |" for cells in body),
+        "",
+        f"Budget: {meta.get('budget_text', meta.get('budget', '?'))}.  ",
+        f"Command: `{meta.get('command', '?')}`; finished {meta.get('finished', '?')}; commit "
+        f"`{meta.get('commit', '?')}`; {meta.get('versions_text', '')}.  ",
+        f"Machine: {meta.get('host', '?')}. MLflow: experiment `{EXPERIMENT}`, parent run "
+        f"`{table.parent_run_id}`.",
+        "",
+        "Columns: *epochs run / seed's* compares the epochs trained with the source's own count "
+        "(schedules are fitted to the epochs run, not cut off); *train images* are per epoch, "
+        "after the validation hold-out and `data.train_fraction`; *test top-1*, *top-5* and "
+        "*macro F1* are on the full test set; *seed reports* is the source's own figure and "
+        "*ours, same metric* our value of that same metric; *minutes* is the whole run's wall "
+        "time, evaluation included; *images/s* is training images per second of training time.",
+    ]
+    if notes:
+        lines += ["", "Notes:", ""]
+        lines += [f"{i}. {text}" for i, text in enumerate(notes, start=1)]
+    for name, alt in (
+        (PER_CLASS_PLOT, "Per-class test F1 of each recipe"),
+        (SCATTER_PLOT, "Test accuracy vs parameters"),
+    ):
+        if plots and name in plots:
+            lines += ["", f"![{alt}]({plots[name]})"]
+    return "\n".join(lines)
+
+
+def _row_note(row: Row) -> str:
+    if row.status == "skipped":
+        return f"`{row.recipe}` skipped: {row.reason}"
+    if row.status in ("failed", "diverged"):
+        return f"`{row.recipe}` {row.status}: {row.reason}"
+    if row.status == "early_stopped":
+        return f"`{row.recipe}` stopped early: {row.reason}"
+    return ""
+
+
+def rewrite_readme(path: str | Path, body: str, name: str = MARKER) -> bool:
+    """Replace what is between the ``name`` markers of ``path`` with ``body``.
+
+    When the markers are missing, a ``## Reproduced results`` section holding them is inserted
+    before ``## Development`` (or appended at the end). Returns True when markers were inserted.
+
+    Raises:
+        OSError: the README cannot be read or written.
+        ValueError: the markers are out of order.
+    """
+    path = Path(path)
+    text = path.read_text()
+    start, end = markers(name)
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    inserted = False
+    if start in text and end in text:
+        i, j = text.index(start), text.index(end)
+        if j < i:
+            raise ValueError(f"{path}: {end!r} comes before {start!r}")
+        text = text[:i] + block + text[j + len(end) :]
+    else:
+        section = f"## Reproduced results\n\n{block}\n\n"
+        anchor = text.find("\n## Development")
+        if anchor >= 0:
+            text = text[: anchor + 1] + section + text[anchor + 1 :]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+        inserted = True
+    path.write_text(text)
+    return inserted
+
+
+# ----------------------------------------------------------------------------- plots
+def write_plots(client, table: TableData, folder: str | Path) -> dict[str, Path]:
+    """Draw the per-class F1 chart and the accuracy-vs-parameters chart into ``folder``.
+
+    Returns:
+        Plot file name -> written path (a chart with nothing to show is not written).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    per_class = {}
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        for row in table.rows:
+            if not row.trained:
+                continue
+            try:
+                local = client.download_artifacts(row.run_id, "per_class.json", tmp)
+            except Exception:  # noqa: BLE001 - MLflow raises several types
+                continue
+            per_class[row.recipe] = json.loads(Path(local).read_text())
+    if per_class:
+        written[PER_CLASS_PLOT] = plot_per_class_f1(per_class, folder / PER_CLASS_PLOT)
+    recipes = [
+        (r.recipe, r.metric("num_params"), r.metric("test_acc"))
+        for r in table.rows
+        if r.trained and r.metric("num_params")
+    ]
+    trials = sweep_trials(client)
+    if recipes or trials:
+        written[SCATTER_PLOT] = plot_accuracy_vs_params(
+            recipes, trials, folder / SCATTER_PLOT, table.meta.get("budget", "")
+        )
+    return written
+
+
+@contextlib.contextmanager
+def _quiet_downloads():
+    """Turn off MLflow's artifact-download progress bars for the duration."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def sweep_trials(client) -> list[tuple[str, float, float]]:
+    """(study, params, test accuracy) of every sweep trial run with a ``test_acc`` metric."""
+    out = []
+    for exp in client.search_experiments(filter_string="name LIKE 'cifar-hpo/%'"):
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string="tags.`cifar_hpo.role` = 'trial'",
+            max_results=5000,
+        )
+        study = exp.name.removeprefix("cifar-hpo/")
+        for r in runs:
+            m = r.data.metrics
+            if "test_acc" in m and m.get("num_params"):
+                out.append((study, float(m["num_params"]), float(m["test_acc"])))
+    return out
+
+
+def plot_per_class_f1(per_class: dict[str, list[dict]], path: Path) -> Path:
+    """Grouped bars: one group per class, one bar per recipe (recipes sharing the first
+    recipe's classes; CIFAR-100 rows do not fit a 10-class chart)."""
+    first = next(iter(per_class.values()))
+    names = [c["name"] for c in first]
+    same = {k: v for k, v in per_class.items() if [c["name"] for c in v] == names}
+    x = np.arange(len(names))
+    width = 0.8 / len(same)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(names) + 2), 4.5))
+    for i, (recipe, rows) in enumerate(same.items()):
+        ax.bar(x + (i - (len(same) - 1) / 2) * width, [c["f1"] for c in rows], width, label=recipe)
+    if len(names) <= 30:
+        ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set(ylim=(0, 1), ylabel="test F1", title="Per-class test F1 by recipe")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_params(
+    recipes: list[tuple[str, float, float]],
+    trials: list[tuple[str, float, float]],
+    path: Path,
+    budget: str = "",
+) -> Path:
+    """Test top-1 vs trainable parameters (log x): recipes labelled, sweep trials as dots."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    studies = sorted({s for s, _, _ in trials})
+    for study in studies:
+        pts = [(p, a) for s, p, a in trials if s == study]
+        ax.scatter(
+            [p for p, _ in pts],
+            [100 * a for _, a in pts],
+            s=14,
+            alpha=0.45,
+            label=f"sweep trials: {study} (its own budget)",
+        )
+    if recipes:
+        ax.scatter(
+            [p for _, p, _ in recipes],
+            [100 * a for _, _, a in recipes],
+            s=60,
+            marker="D",
+            color="black",
+            label=f"recipes ({budget} budget)" if budget else "recipes",
+        )
+        for i, (name, p, a) in enumerate(sorted(recipes, key=lambda r: r[1])):
+            offset = (5, 4) if i % 2 == 0 else (5, -11)  # neighbours alternate above/below
+            ax.annotate(name, (p, 100 * a), textcoords="offset points", xytext=offset, fontsize=8)
+    ax.set(xscale="log", xlabel="trainable parameters", ylabel="test top-1 (%)")
+    ax.set_title("Test accuracy vs parameters")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
