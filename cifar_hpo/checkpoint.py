@@ -64,12 +64,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 f"checkpoint {str(path)!r} was refused by weights_only loading: {reason}"
             ) from None
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or truncated: {reason}"
+            f"checkpoint {str(path)!r} is corrupt or truncated: {reason}; "
+            "expected a checkpoint.pt written by cifar-hpo train"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(". This is an internal miniz error")[0]  # torch's boilerplate
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or truncated: {first}"
+            f"checkpoint {str(path)!r} is corrupt or truncated: {first}; "
+            "expected a checkpoint.pt written by cifar-hpo train"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a cifar-hpo checkpoint")

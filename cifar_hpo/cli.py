@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -57,7 +58,9 @@ def friendly_errors(func):
             message = str(err) or type(err).__name__
             if isinstance(err, OSError) and getattr(err, "filename", None):
                 message = f"{err.strerror}: {err.filename}"
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper
@@ -284,7 +287,9 @@ StorageOpt = Annotated[
 @friendly_errors
 def sweep_cmd(
     study: Annotated[str, typer.Option(help="Study name: sweeps/<study>.yaml.")],
-    trials: Annotated[int | None, typer.Option(min=1, help="Trials to add.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Trials to add (shared out among --workers).")
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting trials after S seconds.")
     ] = None,
@@ -296,33 +301,66 @@ def sweep_cmd(
         list[str] | None, typer.Option("--set", help="Override the base config of every trial.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Local worker processes on this study (needs --storage journal:FILE or "
+            "postgresql://...; more machines: run this command on each).",
+        ),
+    ] = 1,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run (or resume) an Optuna study; every trial is a nested MLflow run."""
+    """Run (or resume) an Optuna study; every trial is a nested MLflow run.
+
+    Several processes or machines may run this at once on one study with a shared --storage.
+    """
+    import os
     import signal
 
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.runner import run_sweep
+    from cifar_hpo.sweep.workers import require_shared_storage, run_sweep_workers
 
     if trials is None and timeout is None:
         raise UserError("give --trials N and/or --timeout SECONDS")
+    # MLflow's client prints a "View run" URL for every run it ends on a tracking server
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    overrides = parse_overrides(set_ or [])
+    require_shared_storage(storage, workers, study)
+    if workers > 1:
+        outcome = run_sweep_workers(
+            study,
+            trials,
+            workers,
+            timeout=timeout,
+            storage=storage,
+            seed=seed,
+            sweeps_dir=sweeps_dir,
+            data_dir=data_dir,
+            sets=set_ or [],
+            console=console,
+        )
+    else:
 
-    def _sigterm(signum, frame):
-        raise KeyboardInterrupt
+        def _sigterm(signum, frame):
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _sigterm)
-    outcome = run_sweep(
-        study,
-        trials,
-        timeout=timeout,
-        storage=storage,
-        seed=seed,
-        sweeps_dir=sweeps_dir,
-        data_dir=data_dir,
-        overrides=parse_overrides(set_ or []),
-        console=console,
-        show_progress=progress,
-    )
+        signal.signal(signal.SIGTERM, _sigterm)
+        outcome = run_sweep(
+            study,
+            trials,
+            timeout=timeout,
+            storage=storage,
+            seed=seed,
+            sweeps_dir=sweeps_dir,
+            data_dir=data_dir,
+            overrides=overrides,
+            console=console,
+            show_progress=progress,
+            worker_index=worker_index,
+        )
     counts = state_counts(outcome.study)
     best = best_trial(outcome.study)
     console.print(
@@ -339,6 +377,13 @@ def sweep_cmd(
     if outcome.interrupted:
         err_console.print("interrupted: the running trial was recorded; re-run to continue")
         raise typer.Exit(130)
+    if outcome.failed_workers:
+        codes = ", ".join(f"w{i} exited {code}" for i, code in outcome.failed_workers)
+        err_console.print(
+            f"[bold red]error:[/] {codes} (see its lines above); re-run to continue the study",
+            highlight=False,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("studies")
@@ -413,6 +458,86 @@ def predict_cmd(
         if top_k > 1:
             extra = "  (" + ", ".join(f"{n} {c:.2f}" for n, c in p.top) + ")"
         typer.echo(f"{p.path}\t{p.label}\t{p.confidence:.4f}{extra}")  # tab-separated, no wrap
+
+
+@app.command("reproduce")
+@friendly_errors
+def reproduce_cmd(
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Every recipe N epochs (schedules fitted to N).")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="The seeds' own epoch counts (for a GPU).")
+    ] = False,
+    train_fraction: Annotated[
+        float | None, typer.Option(help="Share of the training split for every recipe.")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Just this recipe (repeatable).")
+    ] = None,
+    readme: Annotated[Path, typer.Option(help="README with the table markers.")] = Path(
+        "README.md"
+    ),
+    recipes: Annotated[Path, typer.Option(help="Recipes YAML.")] = Path("sweeps/recipes.yaml"),
+    docs: Annotated[
+        Path | None, typer.Option(help="Folder for the plots [default: docs/ beside README].")
+    ] = None,
+    storage: StorageOpt = None,
+    sweeps_dir: Annotated[Path, typer.Option(help="Folder of study YAML files.")] = Path("sweeps"),
+    data_dir: DataDirOpt = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override every recipe, e.g. device=cpu.")
+    ] = None,
+    table_only: Annotated[
+        bool, typer.Option("--table-only", help="Rewrite from the latest batch; no training.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Retrain the seeds' recipes and the best baseline trial; rewrite the README table."""
+    import os
+    import shlex
+    import sys
+
+    from cifar_hpo.config import parse_overrides
+    from cifar_hpo.reproduce import Budget, reproduce, write_table
+
+    if table_only:
+        outcome = write_table(readme=readme, docs_dir=docs)
+    else:
+        command = os.environ.get("CIFAR_HPO_COMMAND") or shlex.join(["cifar-hpo", *sys.argv[1:]])
+        try:
+            outcome = reproduce(
+                Budget.from_options(epochs, full, train_fraction),
+                recipes_file=recipes,
+                readme=readme,
+                docs_dir=docs,
+                only=only or [],
+                overrides=parse_overrides(set_ or []),
+                data_dir=data_dir,
+                storage=storage,
+                sweeps_dir=sweeps_dir,
+                command=command,
+                console=console,
+                show_progress=progress,
+            )
+        except KeyboardInterrupt:
+            err_console.print("interrupted: the batch is marked KILLED; README left unchanged")
+            raise typer.Exit(130) from None
+    table = Table(title=f"readme-table (batch {outcome.parent_run_id[:8]})")
+    for col in ("recipe", "status", "test top-1", "minutes"):
+        table.add_column(col, justify="left" if col in ("recipe", "status") else "right")
+    for row in outcome.table.rows:
+        acc = row.metric("test_acc")
+        secs = row.metric("seconds")
+        table.add_row(
+            row.recipe,
+            row.status,
+            f"{100 * acc:.2f} %" if acc is not None else "-",
+            f"{secs / 60:.1f}" if secs is not None and acc is not None else "-",
+        )
+    console.print(table)
+    where = "inserted a section with the markers into" if outcome.markers_inserted else "rewrote"
+    console.print(f"{where} {outcome.readme}; plots: {', '.join(map(str, outcome.plots.values()))}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -253,7 +253,7 @@ class TrainConfig(_Section):
         try:
             return cls.model_validate(nested)
         except ValidationError as err:
-            raise ConfigError(_one_line(err)) from None
+            raise ConfigError(_one_line(err, cls)) from None
 
     def to_flat(self) -> dict[str, Any]:
         """All resolved values as ``{"optim.lr": 0.1, "model.name": "airbench", ...}``."""
@@ -264,13 +264,31 @@ class TrainConfig(_Section):
         return self.model_dump()
 
 
-def _one_line(err: ValidationError) -> str:
+def allowed_keys(model: type[BaseModel], loc: tuple) -> str:
+    """``"; allowed: a, b"``: the keys the model class at ``loc[:-1]`` accepts ("" if unknown).
+
+    ``loc`` is a pydantic error location; a ``dict[str, Model]`` field takes one key part."""
+    node, parts = model, [str(p) for p in loc[:-1]]
+    while parts:
+        field = node.model_fields.get(parts.pop(0))
+        ann = field.annotation if field is not None else None
+        if get_origin(ann) is dict and parts:
+            ann = get_args(ann)[-1]
+            parts.pop(0)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return ""
+        node = ann
+    return f"; allowed: {', '.join(node.model_fields)}"
+
+
+def _one_line(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not isinstance(p, int))
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
+            allowed = allowed_keys(model, e["loc"]) if model is not None else ""
+            parts.append(f"unknown key {loc!r}{allowed}")
         elif e["type"] == "value_error":
             parts.append(msg if not loc else f"{loc}: {msg}")
         else:

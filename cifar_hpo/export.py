@@ -16,7 +16,13 @@ the per-channel normalization is inside the program. Output: logits (B, num_clas
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -95,26 +101,106 @@ def export_classifier(
     return path
 
 
-def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load an exported classifier: (callable module, metadata).
+# Members a plain exported program has (under the archive's root folder). Anything else, such
+# as compiled AOTInductor libraries, custom/opaque objects or legacy ``.pt`` weight files, could
+# run code while torch.export.load reads it.
+_PT2_MEMBERS = re.compile(
+    r"archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/[\w.-]+\.json|extra/[\w.-]+"
+    r"|data/weights/([\w.-]+_weights_config\.json|weight_\d+)"
+    r"|data/constants/([\w.-]+_constants_config\.json|tensor_\d+)"
+    r"|data/sample_inputs/[\w.-]+\.pt"
+)
+
+
+def _refuse(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{str(path)!r} is not a model exported by cifar-hpo ({why}); "
+        "expected a file written by: cifar-hpo best --export FILE"
+    )
+
+
+def check_exported_archive(path: str | Path) -> None:
+    """Check, without unpickling anything, that ``path`` is a plain ``torch.export`` archive
+    whose loading cannot run code: only the members of a plain exported program, no payload
+    marked as pickled, and sample inputs that load with ``weights_only=True``. (torch.export.load
+    itself unpickles such payloads with ``weights_only=False``.)
 
     Raises:
-        CheckpointError: missing file, not a torch.export archive, or one without cifar-hpo
-            metadata (a model file that is not ours).
+        CheckpointError: not a zip/pt2 archive, or a member that could run code (named).
+    """
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _refuse(path, f"not a torch.export archive: {err}") from None
+    with zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        roots = {n.split("/", 1)[0] for n in names}
+        if len(roots) != 1 or f"{next(iter(roots))}/archive_format" not in names:
+            raise _refuse(path, "not a torch.export archive")
+        root = next(iter(roots)) + "/"
+        if zf.read(root + "archive_format").strip() != b"pt2":
+            raise _refuse(path, "not a torch.export archive")
+        if root + "extra/" + META_FILE not in names:
+            raise _refuse(path, "a torch.export program without cifar-hpo metadata")
+        for name in names:
+            member = name[len(root) :]
+            if not _PT2_MEMBERS.fullmatch(member):
+                raise _refuse(path, f"unexpected member {member!r}, refused: it could run code")
+            if member.endswith(("_weights_config.json", "_constants_config.json")):
+                try:
+                    config = json.loads(zf.read(name)).get("config", {})
+                except (ValueError, AttributeError):
+                    raise _refuse(path, f"unreadable {member!r}") from None
+                for fqn, meta in config.items():
+                    if not isinstance(meta, dict) or meta.get("use_pickle", True):
+                        raise _refuse(path, f"{fqn!r} is stored as a pickle, refused")
+            elif member.startswith("data/sample_inputs/"):
+                try:
+                    torch.load(io.BytesIO(zf.read(name)), map_location="cpu", weights_only=True)
+                except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+                    # torch wraps the unpickler's one-line reason in a long generic text
+                    inner = err.__context__ if isinstance(err.__context__, Exception) else err
+                    reason = (str(inner).strip().splitlines() or [type(err).__name__])[0][:150]
+                    raise _refuse(
+                        path, f"{member!r} refused by weights_only loading: {reason}"
+                    ) from None
+
+
+@contextlib.contextmanager
+def _weights_only_loads():
+    """Every ``torch.load`` inside is ``weights_only=True``, whatever its caller asks."""
+    old = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = old
+
+
+def load_classifier(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load an exported classifier: (callable module, metadata). Nothing is unpickled except
+    tensors (``weights_only=True``); see :func:`check_exported_archive`.
+
+    Raises:
+        CheckpointError: missing file, not a torch.export archive, one without cifar-hpo
+            metadata (a model file that is not ours), or one holding pickled payloads.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model file {str(path)!r} does not exist")
+    check_exported_archive(path)
     extra = {META_FILE: ""}
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, _weights_only_loads():
             program = torch.export.load(f, extra_files=extra)
     except Exception as err:  # torch raises many types for foreign files
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(
-            f"{str(path)!r} is not a model exported by cifar-hpo (torch.export load failed: "
-            f"{first})"
-        ) from None
+        raise _refuse(path, f"torch.export load failed: {first}") from None
     try:
         meta = json.loads(extra[META_FILE])
     except json.JSONDecodeError:

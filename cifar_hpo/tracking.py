@@ -83,18 +83,18 @@ class Tracker:
         return exp.experiment_id
 
     # ------------------------------------------------------------------ study parent run
-    def parent_run(self, study, spec_summary: dict[str, Any]) -> str:
+    def parent_run(self, study, spec_summary: dict[str, Any], settle: float = 0.0) -> str:
         """The study's parent run id, created once and stored in the study's user attributes.
 
-        Re-running the sweep (or another worker) reuses it and marks it RUNNING again.
+        Re-running the sweep (or another worker) reuses it and marks it RUNNING again. Workers
+        that start together may each find no parent and create one: Optuna's user attributes
+        are last-writer-wins, so each creator writes its id, waits ``settle`` seconds for the
+        others' writes, re-reads, and a creator whose id lost deletes its run and uses the
+        winner. Pass 0 when no other process can use the study at the same time.
         """
-        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        run_id = self._reuse_parent(study)
         if run_id:
-            try:
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            except MlflowException:
-                pass  # the run was deleted: make a new one
+            return run_id
         exp_id = self.experiment_id(experiment_name(study.study_name))
         run = self.client.create_run(
             exp_id,
@@ -102,12 +102,31 @@ class Tracker:
             tags={"cifar_hpo.study": study.study_name, "cifar_hpo.role": "study"},
         )
         run_id = run.info.run_id
+        study.set_user_attr(PARENT_RUN_ATTR, run_id)
+        if settle > 0:
+            time.sleep(settle)
+            winner = study.user_attrs.get(PARENT_RUN_ATTR)
+            if winner and winner != run_id:
+                self.client.delete_run(run_id)
+                return self._reuse_parent(study) or winner
         self.client.log_batch(
             run_id,
             params=[Param(k, _param_value(v)) for k, v in spec_summary.items()],
         )
-        study.set_user_attr(PARENT_RUN_ATTR, run_id)
         study.set_user_attr(EXPERIMENT_ATTR, exp_id)
+        return run_id
+
+    def _reuse_parent(self, study) -> str | None:
+        """The stored parent run id, marked RUNNING; None when there is none or it was deleted."""
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if not run_id:
+            return None
+        try:
+            if self.client.get_run(run_id).info.lifecycle_stage == "deleted":
+                return None
+            self.client.update_run(run_id, status="RUNNING")
+        except MlflowException:
+            return None  # the run was deleted for good: make a new one
         return run_id
 
     def finish_parent(self, study, run_id: str, status: str = "FINISHED") -> None:

@@ -274,4 +274,7 @@ def test_non_mapping_yaml_and_missing_file(tmp_path):
 def test_yaml_with_bad_value_fails_at_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lrr: 0.1\n")
-    assert _load_error(path) == "unknown key 'optim.lrr'"
+    assert _load_error(path) == (
+        "unknown key 'optim.lrr'; allowed: name, lr, momentum, nesterov, wd, label_smoothing, "
+        "grad_clip"
+    )

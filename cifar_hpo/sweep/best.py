@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,10 @@ def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = No
         CheckpointError: the trial has no logged weights (its run was not among the top-k).
         OSError: the output path cannot be written.
     """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # an unwritable path fails first
     if not best.run_id:
         raise CheckpointError(f"trial {best.number} has no MLflow run; cannot export it")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one-line output
     client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:

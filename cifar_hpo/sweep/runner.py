@@ -4,12 +4,21 @@
 trains with the shared core, reports validation metrics per epoch to Optuna's pruner, and is
 tracked as a nested MLflow run. A failing or diverging trial ends FAIL (reason recorded) and the
 study goes on; Ctrl-C marks the running trial and returns; re-running continues the study.
+
+Several workers (processes or machines) may run the same study at once on a shared storage
+(PostgreSQL, or a journal file on one machine; see :mod:`cifar_hpo.sweep.workers`): each one
+fails the trials of killed workers, closes their MLflow runs, and nests its own trials under the
+study's one parent run.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import os
+import socket
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +41,21 @@ from cifar_hpo.sweep.spec import (
     load_spec,
     suggest,
 )
-from cifar_hpo.tracking import PARENT_RUN_ATTR, Tracker, TrialRun, promote_champion
+from cifar_hpo.sweep.workers import worker_identity
+from cifar_hpo.tracking import (
+    Tracker,
+    TrialRun,
+    experiment_name,
+    promote_champion,
+)
 
 DEFAULT_STORAGE_DIR = Path("studies")
 RUN_ID_ATTR = "mlflow_run_id"
 FAIL_REASON_ATTR = "fail_reason"
+WORKER_ATTR = "worker"  # {"host", "pid", "started", "trial"}: who runs the trial
+HEARTBEAT_ENV = ("CIFAR_HPO_HEARTBEAT_INTERVAL", 30)  # seconds between a trial's heartbeats
+GRACE_ENV = ("CIFAR_HPO_HEARTBEAT_GRACE", 90)  # seconds without one before a trial is stale
+PARENT_SETTLE_S = 2.0  # see Tracker.parent_run
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by _TrialBar
@@ -52,41 +71,114 @@ def default_storage_url(storage_dir: str | Path = DEFAULT_STORAGE_DIR) -> str:
     return f"sqlite:///{Path(storage_dir) / 'optuna.db'}"
 
 
+def journal_path(url: str) -> str | None:
+    """The file of a journal storage URL (``journal:PATH`` or a ``.log``/``.journal`` path)."""
+    if url.startswith("journal:"):
+        return url.removeprefix("journal:")
+    if url.endswith((".log", ".journal")) and "://" not in url:
+        return url
+    return None
+
+
+def storage_kind(url: str | None) -> str:
+    """``"sqlite"`` (the default; one process at a time), ``"journal"`` or ``"rdb"``."""
+    url = url or default_storage_url()
+    if journal_path(url) is not None:
+        return "journal"
+    return "sqlite" if url.startswith("sqlite") else "rdb"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in whole seconds, from ``CIFAR_HPO_HEARTBEAT_INTERVAL``
+    (default 30) and ``CIFAR_HPO_HEARTBEAT_GRACE`` (default 90).
+
+    Raises:
+        SweepSpecError: a value that is not a whole number >= 1, or grace <= interval.
+    """
+    values = []
+    for name, default in (HEARTBEAT_ENV, GRACE_ENV):
+        raw = os.environ.get(name, "").strip() or str(default)
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise SweepSpecError(f"{name}={raw!r}: expected a whole number of seconds >= 1")
+        values.append(value)
+    interval, grace = values
+    if grace <= interval:
+        raise SweepSpecError(
+            f"{GRACE_ENV[0]}={grace} must be greater than {HEARTBEAT_ENV[0]}={interval}"
+        )
+    return interval, grace
+
+
+class RetryStaleTrial:
+    """Optuna's ``RetryHeartbeatStaleTrialCallback``, minus the killed attempt's user attributes
+    (its MLflow run id, worker, failure reason): the retry starts clean. The retry's system
+    attributes hold ``failed_trial`` and ``retry_history`` as Optuna documents them."""
+
+    def __init__(self, max_retry: int = 1):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.user_attrs = {}
+        self._retry(study, trial)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 when only it exists."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL.
 
-    * None: SQLite under ``studies/``.
+    * None: SQLite under ``studies/`` (one process at a time).
     * ``journal:PATH`` or a path ending in ``.log``/``.journal``: Optuna's journal file storage
-      (several processes on one machine).
-    * any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``): RDB storage with a heartbeat,
-      so trials of killed workers are failed and retried (``RetryFailedTrialCallback``).
+      (several processes on one machine; trials of dead workers are found by process id).
+    * any SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``): RDB storage with a heartbeat
+      (:func:`heartbeat_settings`), so trials of killed workers are failed and retried once.
 
     Raises:
         SweepSpecError: an unparsable or unreachable URL (one line).
     """
     url = url or default_storage_url()
-    journal = url.removeprefix("journal:") if url.startswith("journal:") else None
-    if journal is None and url.endswith((".log", ".journal")) and "://" not in url:
-        journal = url
+    journal = journal_path(url)
     if journal is not None:
         from optuna.storages.journal import JournalFileBackend
 
-        Path(journal).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(journal))
+        try:
+            Path(journal).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(journal))
+        except OSError as err:
+            blocker = next((p for p in Path(journal).parents if p.is_file()), None)
+            reason = f"{str(blocker)!r} is a file, not a folder" if blocker else err.strerror
+            raise SweepSpecError(f"cannot open journal storage {journal!r}: {reason}") from None
+    interval, grace = heartbeat_settings()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=30,
-                grace_period=90,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                    max_retry=1
-                ),
+                _sqlalchemy_url(url),
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
             )
     except Exception as err:  # sqlalchemy raises many types
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise SweepSpecError(f"cannot open Optuna storage {url!r}: {first}") from None
+        raise SweepSpecError(
+            f"cannot open Optuna storage {url!r}: {first}; expected sqlite:///FILE, "
+            "postgresql://HOST/DB or journal:FILE"
+        ) from None
 
 
 class PruningCallback(Callback):
@@ -117,6 +209,7 @@ class SweepOutcome:
     parent_run_id: str
     interrupted: bool = False
     new_trials: list[int] = field(default_factory=list)
+    failed_workers: list[tuple[int, int]] = field(default_factory=list)  # (index, exit status)
 
 
 class Objective:
@@ -143,8 +236,12 @@ class Objective:
             self.base = with_overrides(self.base, overrides)
         self.metric = spec.objective.metric
         self.maximize = spec.objective.direction == "maximize"
+        self.numbers: list[int] = []  # trials this process ran (other workers add theirs)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # first, so a worker that dies from here on leaves a trial others can recognize
+        self.numbers.append(trial.number)
+        trial.set_user_attr(WORKER_ATTR, {**worker_identity(), "trial": trial.number})
         params = suggest(trial, self.spec)
         config = with_overrides(self.base, params)
         run = self.tracker.start_trial(self.study_name, self.parent_run_id, trial.number, config)
@@ -229,36 +326,56 @@ class Objective:
 
 
 def reconcile_runs(study: optuna.Study, tracker: Tracker) -> int:
-    """Close MLflow runs left RUNNING by killed workers: a trial that Optuna no longer has
-    RUNNING gets its run terminated with the matching status. Returns how many were fixed."""
-    fixed = 0
+    """Close MLflow runs left RUNNING by killed workers: a trial run whose Optuna trial is no
+    longer RUNNING is terminated with the matching status (FAILED for a failed trial). Run this
+    after :func:`~cifar_hpo.sweep.workers.fail_stale_trials`. Returns how many were fixed."""
+    exp = tracker.client.get_experiment_by_name(experiment_name(study.study_name))
+    if exp is None:
+        return 0
+    running = tracker.client.search_runs(
+        [exp.experiment_id],
+        filter_string="attributes.status = 'RUNNING' and tags.`cifar_hpo.role` = 'trial'",
+        max_results=10000,
+    )
+    if not running:
+        return 0
     status_of = {
         TrialState.COMPLETE: "FINISHED",
         TrialState.PRUNED: "KILLED",
         TrialState.FAIL: "FAILED",
     }
-    for t in study.get_trials(deepcopy=False):
-        run_id = t.user_attrs.get(RUN_ID_ATTR)
-        if not run_id or t.state not in status_of:
-            continue
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    fixed = 0
+    for run in running:
         try:
-            run = tracker.client.get_run(run_id)
-        except Exception:  # noqa: BLE001 - run deleted by the user
+            t = trials.get(int(run.data.tags.get("cifar_hpo.trial", "")))
+        except ValueError:
             continue
-        if run.info.status == "RUNNING":
-            TrialRun(tracker, run_id).end(
-                status_of[t.state], t.state.name, "worker stopped before closing this run"
-            )
-            fixed += 1
+        if t is None or t.state not in status_of:
+            continue  # still running somewhere, or not this study's trial
+        if t.user_attrs.get(RUN_ID_ATTR, run.info.run_id) != run.info.run_id:
+            continue  # the trial's own run is another one
+        reason = t.user_attrs.get(FAIL_REASON_ATTR) or "worker stopped before closing this run"
+        TrialRun(tracker, run.info.run_id).end(status_of[t.state], t.state.name, reason)
+        fixed += 1
     return fixed
 
 
 def open_study(
-    study_name: str, spec: SweepSpec, storage: str | None = None, seed: int | None = None
+    study_name: str,
+    spec: SweepSpec,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    seed: int | None = None,
+    worker_index: int | None = None,
 ) -> optuna.Study:
-    """Create or load (``load_if_exists``) the study; the sampler seed is offset by the number
-    of existing trials so a resumed study does not repeat its first random samples."""
-    store = make_storage(storage)
+    """Create or load (``load_if_exists``) the study.
+
+    The sampler seed is offset by the number of existing trials, so a resumed study does not
+    repeat its first random samples, and per worker, so parallel workers do not repeat each
+    other's: by ``worker_index`` (``--workers K`` numbers its workers) or, on a shared storage
+    without one, by host and process id.
+    """
+    store = storage if isinstance(storage, optuna.storages.BaseStorage) else make_storage(storage)
     try:
         existing = optuna.load_study(study_name=study_name, storage=store)
         n_existing = len(existing.get_trials(deepcopy=False))
@@ -266,9 +383,15 @@ def open_study(
         n_existing = 0
     sampler_spec = spec.sampler
     if seed is not None or sampler_spec.seed is not None:
-        sampler_spec = sampler_spec.model_copy(
-            update={"seed": (seed if seed is not None else sampler_spec.seed) + n_existing}
-        )
+        offset = n_existing
+        if worker_index is not None:
+            offset += 7919 * worker_index
+        elif not isinstance(store, optuna.storages.RDBStorage) or not store.url.startswith(
+            "sqlite"
+        ):
+            offset += zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_003
+        base_seed = seed if seed is not None else sampler_spec.seed
+        sampler_spec = sampler_spec.model_copy(update={"seed": (base_seed + offset) % 2**31})
     sampler = build_sampler(spec.model_copy(update={"sampler": sampler_spec}))
     study = optuna.create_study(
         study_name=study_name,
@@ -289,6 +412,63 @@ def open_study(
     return study
 
 
+@dataclass
+class PreparedSweep:
+    """Everything a worker needs before its first trial (see :func:`prepare_sweep`)."""
+
+    spec: SweepSpec
+    data: CifarData
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    tracker: Tracker
+    parent_run_id: str
+
+
+def prepare_sweep(
+    study_name: str,
+    *,
+    storage: str | None = None,
+    seed: int | None = None,
+    sweeps_dir: str | Path = "sweeps",
+    data_dir: str | Path | None = None,
+    tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    worker_index: int | None = None,
+) -> PreparedSweep:
+    """Validate the spec, load the data, open the study, recover from killed workers (fail their
+    stale trials, then close their MLflow runs) and get the study's one parent run.
+
+    Raises:
+        SweepSpecError: invalid spec, storage or study name (before any trial starts).
+        DatasetError: the dataset is missing.
+    """
+    from cifar_hpo.sweep.workers import fail_stale_trials
+
+    spec = load_spec(study_name, sweeps_dir)
+    base = spec.base_config()
+    if overrides:
+        base = with_overrides(base, overrides)
+    data = load_dataset(base.data.dataset, base.data.data_dir or data_dir)
+    store = make_storage(storage)
+    study = open_study(study_name, spec, store, seed, worker_index)
+    tracker = Tracker(tracking_uri)
+    fail_stale_trials(study, store)
+    reconcile_runs(study, tracker)
+    summary = {
+        "study": study_name,
+        "objective": f"{spec.objective.direction} {spec.objective.metric}",
+        "sampler": spec.sampler.name,
+        "pruner": spec.pruner.name,
+        "budget.epochs": spec.budget.epochs,
+        "budget.train_fraction": spec.budget.train_fraction,
+        "search_space": ", ".join(spec.space),
+    }
+    # one process at a time on SQLite: no other worker can race for the parent run
+    settle = 0.0 if storage_kind(storage) == "sqlite" else PARENT_SETTLE_S
+    parent = tracker.parent_run(study, summary, settle=settle)
+    return PreparedSweep(spec, data, study, store, tracker, parent)
+
+
 def run_sweep(
     study_name: str,
     n_trials: int | None,
@@ -302,40 +482,39 @@ def run_sweep(
     overrides: dict[str, Any] | None = None,
     console: Console | None = None,
     show_progress: bool = True,
+    worker_index: int | None = None,
 ) -> SweepOutcome:
     """Run ``n_trials`` more trials (or until ``timeout`` seconds) of ``sweeps/<study>.yaml``.
+
+    Other workers may run the same study at the same time on a shared storage.
 
     Raises:
         SweepSpecError: invalid spec, storage or study name (before any trial starts).
         DatasetError: the dataset is missing.
     """
-    spec = load_spec(study_name, sweeps_dir)
-    base = spec.base_config()
-    if overrides:
-        base = with_overrides(base, overrides)
-    data = load_dataset(base.data.dataset, base.data.data_dir or data_dir)
-    study = open_study(study_name, spec, storage, seed)
-    tracker = Tracker(tracking_uri)
-    reconcile_runs(study, tracker)
-    summary = {
-        "study": study_name,
-        "objective": f"{spec.objective.direction} {spec.objective.metric}",
-        "sampler": spec.sampler.name,
-        "pruner": spec.pruner.name,
-        "budget.epochs": spec.budget.epochs,
-        "budget.train_fraction": spec.budget.train_fraction,
-        "search_space": ", ".join(spec.space),
-    }
-    parent = tracker.parent_run(study, summary)
-    before = {t.number for t in study.get_trials(deepcopy=False)}
+    from cifar_hpo.sweep.workers import fail_stale_trials
+
+    prep = prepare_sweep(
+        study_name,
+        storage=storage,
+        seed=seed,
+        sweeps_dir=sweeps_dir,
+        data_dir=data_dir,
+        tracking_uri=tracking_uri,
+        overrides=overrides,
+        worker_index=worker_index,
+    )
+    study, tracker, parent = prep.study, prep.tracker, prep.parent_run_id
     progress = _sweep_progress(console) if show_progress else None
-    objective = Objective(spec, data, tracker, study_name, parent, progress, overrides)
+    objective = Objective(prep.spec, prep.data, tracker, study_name, parent, progress, overrides)
     interrupted = False
-    callbacks = []
+    callbacks: list = []
     if progress is not None:
         task = progress.add_task("trials", total=n_trials, info="")
         callbacks.append(_TrialBar(progress, task))
         progress.start()
+    elif console is not None:
+        callbacks.append(_TrialLog(console))
     try:
         study.optimize(
             objective, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks
@@ -345,9 +524,11 @@ def run_sweep(
     finally:
         if progress is not None:
             progress.stop()
+    # trials of other workers failed by the heartbeat meanwhile: close their runs too
+    fail_stale_trials(study, prep.storage)
+    reconcile_runs(study, tracker)
     tracker.finish_parent(study, parent, status="KILLED" if interrupted else "FINISHED")
-    new = sorted(t.number for t in study.get_trials(deepcopy=False) if t.number not in before)
-    return SweepOutcome(study, study.user_attrs[PARENT_RUN_ATTR], interrupted, new)
+    return SweepOutcome(study, parent, interrupted, sorted(objective.numbers))
 
 
 def _sweep_progress(console: Console | None) -> Progress:
@@ -359,6 +540,21 @@ def _sweep_progress(console: Console | None) -> Progress:
         TextColumn("{task.fields[info]}"),
         console=console,
     )
+
+
+class _TrialLog:
+    """Optuna study callback printing one line per finished trial (when there is no bar)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        state = trial.state.name.lower()
+        if trial.state == TrialState.COMPLETE:
+            state += f" {trial.value:.4f}"
+        elif trial.state == TrialState.FAIL:
+            state += f": {trial.user_attrs.get(FAIL_REASON_ATTR, 'see the MLflow run')}"
+        self.console.print(f"trial {trial.number} {state}", highlight=False, markup=False)
 
 
 class _TrialBar:

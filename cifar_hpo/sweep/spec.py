@@ -25,7 +25,14 @@ from typing import Any, Literal
 import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cifar_hpo.config import ConfigError, TrainConfig, load_yaml, nest, with_overrides
+from cifar_hpo.config import (
+    ConfigError,
+    TrainConfig,
+    allowed_keys,
+    load_yaml,
+    nest,
+    with_overrides,
+)
 
 SWEEPS_DIR = Path("sweeps")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
@@ -170,7 +177,7 @@ def _format(err: ValidationError, where: str) -> str:
     loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
-        return f"{where}: unknown key {loc!r}"
+        return f"{where}: unknown key {loc!r}{allowed_keys(SweepSpec, e['loc'])}"
     if e["type"] in ("literal_error",):
         return f"{where}: {loc}: got {e.get('input')!r}; {msg.lower()}"
     if e["type"] == "value_error":
