@@ -12,6 +12,18 @@ from cifar_hpo.callbacks import Callback
 from cifar_hpo.engine import Result, TrainState
 
 
+def make_progress(console: Console | None = None) -> Progress:
+    """The one bar layout of cifar-hpo: description, bar, done/total, elapsed, live info."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
+
+
 class RichProgress(Callback):
     """Shows ``epoch k/N`` with the last train/val loss and accuracy, and a batch bar with the
     running images/s. Pass ``progress`` to share one live display with an outer sweep bar."""
@@ -20,15 +32,7 @@ class RichProgress(Callback):
         self, console: Console | None = None, progress: Progress | None = None, label: str = "train"
     ):
         self.own = progress is None
-        self.progress = progress or Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=console,
-            transient=False,
-        )
+        self.progress = progress or make_progress(console)
         self.label = label
         self.epoch_task = None
         self.batch_task = None

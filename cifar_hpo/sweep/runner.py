@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from cifar_hpo.callbacks import Callback
 from cifar_hpo.config import with_overrides
@@ -532,14 +532,9 @@ def run_sweep(
 
 
 def _sweep_progress(console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-    )
+    from cifar_hpo.progress import make_progress
+
+    return make_progress(console)
 
 
 class _TrialLog:
