@@ -58,7 +58,6 @@ The JPEG archive ``../shared/datasets/cifar10-jpeg.tar.gz`` is extracted once in
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -86,6 +85,7 @@ from cifar_hpo.device import (
     autocast,
     cpu_has_fast_bf16,
     resolve_device,
+    tune_malloc,
 )
 from cifar_hpo.engine import train
 from cifar_hpo.models import create_model, list_models
@@ -414,25 +414,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _fmt_ratio(value: float, target: float) -> str:
     mark = "[green]ok[/green]" if value >= target else "[red]below[/red]"
     return f"{value:.2f}x (target >= {target}x, {mark})"
-
-
-def tune_malloc(mmap_threshold: int = 1 << 28, trim_threshold: int = 1 << 30) -> bool:
-    """Keep freed buffers in glibc's heap instead of unmapping them (Linux/glibc only).
-
-    By default glibc serves blocks above a (sliding, 128 KiB..32 MiB) threshold with ``mmap``
-    and trims the heap top back to the OS; a training step frees and reallocates megabytes of
-    activations, so the kernel maps and zeroes fresh pages every step. Fixed thresholds stop
-    that. Returns False where ``mallopt`` is unavailable.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
-    return bool(
-        libc.mallopt(m_mmap_threshold, mmap_threshold)
-        and libc.mallopt(m_trim_threshold, trim_threshold)
-    )
 
 
 def print_summary(console: Console, summary: dict[str, Any], args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import torch
 
@@ -73,3 +74,22 @@ class InputTransform:
         x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         x.mul_(self.scale).sub_(self.shift)  # in place: no extra (B, 3, 32, 32) buffers
         return x if self.channels_last else x.contiguous()
+
+
+def tune_malloc(mmap_threshold: int = 1 << 28, trim_threshold: int = 1 << 30) -> bool:
+    """Keep freed buffers in glibc's heap instead of unmapping them (Linux/glibc only).
+
+    By default glibc serves blocks above a (sliding, 128 KiB..32 MiB) threshold with ``mmap``
+    and trims the heap top back to the OS; a training step frees and reallocates megabytes of
+    activations, so the kernel maps and zeroes fresh pages every step. Fixed thresholds stop
+    that. Returns False where ``mallopt`` is unavailable.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    return bool(
+        libc.mallopt(m_mmap_threshold, mmap_threshold)
+        and libc.mallopt(m_trim_threshold, trim_threshold)
+    )
