@@ -287,3 +287,49 @@ def test_predict_rejects_foreign_files(project):
     result = runner.invoke(app, ["predict", "foreign.pt", "img.png"])
     assert result.exit_code == 2
     assert "not a model exported by cifar-hpo" in result.output
+
+
+def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_data):
+    from optuna.trial import TrialState
+
+    from cifar_hpo.callbacks import Callback, Checkpointing
+    from cifar_hpo.config import with_overrides
+    from cifar_hpo.engine import train
+    from cifar_hpo.sweep.runner import RetryStaleTrial, open_study, trial_checkpoint_path
+    from cifar_hpo.sweep.spec import load_spec, suggest
+
+    write_spec("resume", budget={"epochs": 3, "train_fraction": 1.0})
+    spec = load_spec("resume")
+    study = open_study("resume", spec)
+    params = {
+        "model.name": "seed000_cnn",
+        "optim.lr": 0.05,
+        "batch_size": 32,
+        "schedule.name": "onecycle",
+    }
+    # trial 0's worker trained one epoch, wrote its checkpoint, then died (SIGKILL: no cleanup)
+    study.enqueue_trial(params)
+    trial = study.ask()
+    assert suggest(trial, spec) == params
+    config = with_overrides(spec.base_config(), params)
+
+    class Killed(Callback):
+        def on_epoch_end(self, state, record):
+            raise KeyboardInterrupt
+
+    ckpt0 = trial_checkpoint_path("resume", 0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tiny_data, [Checkpointing(ckpt0), Killed()])
+    study.tell(trial, state=TrialState.FAIL)  # what the heartbeat / stale-trial check does
+    RetryStaleTrial(max_retry=1)(study, study.trials[0])  # ... and it queues the retry
+
+    sweep("resume", 1)
+    study = load("resume")
+    retry = study.trials[1]
+    assert retry.state.name == "COMPLETE"
+    assert retry.user_attrs["resumed_from"] == {"trial": 0, "epoch": 1}
+    assert sorted(retry.intermediate_values) == [1, 2, 3]
+    assert not ckpt0.exists() and not trial_checkpoint_path("resume", 1).exists()
+    # same history as an uninterrupted run of the same config
+    full = train(config, tiny_data)
+    assert retry.value == pytest.approx(full.val.metrics["acc"])

@@ -28,7 +28,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import Progress
 
-from cifar_hpo.callbacks import Callback
+from cifar_hpo.callbacks import Callback, Checkpointing
+from cifar_hpo.checkpoint import CheckpointError, load_checkpoint
 from cifar_hpo.config import with_overrides
 from cifar_hpo.data import CifarData, load_dataset
 from cifar_hpo.engine import Result, TrainState, train
@@ -139,6 +140,12 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
+def trial_checkpoint_path(study_name: str, number: int) -> Path:
+    """``studies/checkpoints/<study>/trial-<n>.pt``: a trial's last epoch, kept only while it
+    runs, so that the retry of a trial whose worker was killed continues from there."""
+    return DEFAULT_STORAGE_DIR / "checkpoints" / study_name / f"trial-{number}.pt"
+
+
 def make_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL.
 
@@ -188,6 +195,13 @@ class PruningCallback(Callback):
     def __init__(self, trial: optuna.Trial, metric: str):
         self.trial = trial
         self.metric = metric
+
+    def on_train_start(self, state: TrainState) -> None:
+        # a trial resumed from a checkpoint reports the epochs it inherited (no pruning on them)
+        for record in state.history:
+            value = record.get(self.metric)
+            if value is not None and math.isfinite(value):
+                self.trial.report(value, record["epoch"])
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         value = record.get(self.metric)
@@ -246,7 +260,13 @@ class Objective:
         config = with_overrides(self.base, params)
         run = self.tracker.start_trial(self.study_name, self.parent_run_id, trial.number, config)
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
-        callbacks: list[Callback] = [PruningCallback(trial, self.metric), run]
+        resume, origin = self._resume_state(trial, config)
+        checkpoint = trial_checkpoint_path(self.study_name, trial.number)
+        callbacks: list[Callback] = [
+            Checkpointing(checkpoint),
+            PruningCallback(trial, self.metric),
+            run,
+        ]
         bar = None
         if self.progress is not None:
             from cifar_hpo.progress import RichProgress
@@ -254,7 +274,7 @@ class Objective:
             bar = RichProgress(progress=self.progress, label=f"trial {trial.number}")
             callbacks.append(bar)
         try:
-            result = train(config, self.data, callbacks)
+            result = train(config, self.data, callbacks, resume=resume)
         except optuna.TrialPruned as err:
             run.end("KILLED", "PRUNED", str(err))
             raise
@@ -269,7 +289,28 @@ class Objective:
         finally:
             if bar is not None:
                 bar.close()
+            # only a killed worker (no finally) leaves its checkpoint for the retry
+            checkpoint.unlink(missing_ok=True)
+            if origin is not None:
+                origin.unlink(missing_ok=True)
         return self._complete(trial, run, result)
+
+    def _resume_state(self, trial: optuna.Trial, config) -> tuple[dict | None, Path | None]:
+        """For a retry of a trial whose worker was killed: that trial's last epoch checkpoint,
+        when this machine has it and it was written with the same config."""
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        original = frozen.system_attrs.get("failed_trial")
+        if original is None:
+            return None, None
+        path = trial_checkpoint_path(self.study_name, int(original))
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            return None, None  # another machine's trial, or nothing written yet: start over
+        if state.get("config") != config.to_dict():
+            return None, path
+        trial.set_user_attr("resumed_from", {"trial": int(original), "epoch": int(state["epoch"])})
+        return state, path
 
     def _complete(self, trial: optuna.Trial, run: TrialRun, result: Result) -> float:
         try:
