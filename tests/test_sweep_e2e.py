@@ -188,11 +188,11 @@ def test_trial_that_raises_is_failed_and_recorded(project, monkeypatch):
     real_train = sweep_runner.train
     calls = {"n": 0}
 
-    def flaky_train(config, data, callbacks=()):
+    def flaky_train(config, data, callbacks=(), **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("out of memory (simulated)")
-        return real_train(config, data, callbacks)
+        return real_train(config, data, callbacks, **kwargs)
 
     monkeypatch.setattr(sweep_runner, "train", flaky_train)
     write_spec("flaky")
