@@ -19,3 +19,15 @@ def tiny_config(**overrides):
     }
     base.update(overrides)
     return TrainConfig.from_dict(base)
+
+
+#: Base config of the tiny sweep specs in the worker and bad-input tests (fast on 2 cores).
+TINY_SWEEP_BASE = {
+    "model.name": "seed000_cnn",
+    "batch_size": 32,
+    "augment.policy": "flip",
+    "device": "cpu",
+    "amp": "off",
+    "eval_batch_size": 200,
+    "data.val_fraction": 0.2,
+}

@@ -19,6 +19,7 @@ import optuna
 import pytest
 import torch
 import yaml
+from helpers import TINY_SWEEP_BASE
 from synthetic import make_archive, make_cifar_data, write_class_folders
 from typer.testing import CliRunner
 
@@ -30,15 +31,7 @@ from cifar_hpo.models import list_models
 runner = CliRunner()
 STORAGE = "sqlite:///studies/optuna.db"
 SPEC = {
-    "base": {
-        "model.name": "seed000_cnn",
-        "batch_size": 32,
-        "augment.policy": "flip",
-        "device": "cpu",
-        "amp": "off",
-        "eval_batch_size": 200,
-        "data.val_fraction": 0.2,
-    },
+    "base": dict(TINY_SWEEP_BASE),
     "budget": {"epochs": 1},
     "space": {"optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
     "sampler": {"name": "random", "seed": 0},

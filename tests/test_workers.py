@@ -17,6 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from helpers import TINY_SWEEP_BASE
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from servers import Unavailable, mlflow_server, postgres_database
@@ -32,15 +33,7 @@ pytestmark = pytest.mark.slow
 SPEC = {
     "description": "multi-worker test study",
     "objective": {"metric": "val_acc", "direction": "maximize"},
-    "base": {
-        "model.name": "seed000_cnn",
-        "batch_size": 32,
-        "augment.policy": "flip",
-        "device": "cpu",
-        "amp": "off",
-        "eval_batch_size": 200,
-        "data.val_fraction": 0.2,
-    },
+    "base": dict(TINY_SWEEP_BASE),
     "budget": {"epochs": 1, "train_fraction": 1.0},
     "space": {"optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
     "sampler": {"name": "random", "seed": 0},

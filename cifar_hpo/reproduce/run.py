@@ -363,21 +363,20 @@ def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dic
 def git_commit(folder: str | Path = ".") -> str:
     """``git rev-parse --short HEAD`` of ``folder`` (``+ uncommitted changes`` when tracked
     files differ), or ``unknown`` outside a repository."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head} + uncommitted changes" if dirty else head
