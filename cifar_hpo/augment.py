@@ -170,6 +170,59 @@ class BatchAugmenter:
             images = random_flip(images, self.plan.flip_p, generator)
         return images
 
+    def bind(self, images: torch.Tensor) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+        """A batch maker over a fixed uint8 set ``images`` (N, 32, 32, 3): ``take(idx, gen)``
+        returns the augmented batch of ``images[idx]`` (B, 32, 32, 3), equal to
+        ``self(images.index_select(0, idx), gen)`` for the same generator state.
+
+        Plans with only flip and crop use :class:`CropFlipGather`: gather, pad, crop and flip in
+        one pass over the batch instead of five. Per-image (albumentations) plans gather first.
+        """
+        if self._albu is None and (self.plan.crop_pad or self.plan.flip_p):
+            return CropFlipGather(images, self.plan.crop_pad, self.plan.flip_p)
+        return lambda idx, generator: self(images.index_select(0, idx), generator)
+
+
+class CropFlipGather:
+    """Padded random crop and random horizontal flip fused into the batch gather.
+
+    Holds the set zero-padded by ``pad`` px, once as is and once mirrored (2 x N x (H+2p) x
+    (W+2p) x C uint8: 432 MB for 45,000 CIFAR images at pad 4), so that each output image is one
+    window of one of the two copies: ``flip(crop(x, dy, dx)) == crop(flip(x), dy, 2p - dx)``.
+    A batch is then a single gather of B x H x W x C bytes. Draws the same random numbers in
+    the same order as :func:`random_crop` followed by :func:`random_flip`, so the result is
+    identical to that path (same augmentations, same run history).
+    """
+
+    def __init__(self, images: torch.Tensor, pad: int, flip_p: float):
+        n_img, h, w, c = images.shape
+        self.pad, self.flip_p, self.h, self.w = pad, flip_p, h, w
+        copies = 2 if flip_p else 1
+        padded = images.new_zeros((copies, n_img, h + 2 * pad, w + 2 * pad, c))
+        padded[0, :, pad : pad + h, pad : pad + w] = images
+        if flip_p:
+            padded[1] = padded[0].flip(2)
+        self._padded = padded
+        n = 2 * pad + 1
+        s0, s1, s2, s3, s4 = padded.stride()
+        self._windows = padded.as_strided(
+            (copies, n_img, n, n, h, w, c), (s0, s1, s2, s3, s2, s3, s4)
+        )
+
+    def __call__(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b = idx.shape[0]
+        zeros = torch.zeros(b, dtype=torch.long)
+        dy = dx = zeros
+        if self.pad:
+            dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+            dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+        copy = zeros
+        if self.flip_p:
+            mirrored = torch.rand(b, generator=generator) < self.flip_p
+            dx = torch.where(mirrored, 2 * self.pad - dx, dx)
+            copy = mirrored.long()
+        return self._windows[copy, idx, dy, dx]
+
 
 def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image of a (B, H, W, C) batch left-right with probability ``p``."""

@@ -194,6 +194,7 @@ def train(
         config.augment.policy, config.augment.strength, data.mean, config.seed
     )
     to_input = InputTransform(data.mean, data.std, device, config.channels_last)
+    take_batch = augment.bind(train_images)  # idx -> augmented uint8 batch
 
     state = TrainState(config, model, optimizer, schedule, scaler, gen)
     state.steps_per_epoch, state.num_train, state.num_val = steps_per_epoch, n, len(splits.val_idx)
@@ -223,7 +224,7 @@ def train(
         diverged = False
         for step in range(steps_per_epoch):
             idx = perm[step * batch_size : (step + 1) * batch_size]
-            x = to_input(augment(train_images.index_select(0, idx), gen))
+            x = to_input(take_batch(idx, gen))
             y = train_labels.index_select(0, idx).to(device, non_blocking=True)
             with autocast(device, use_amp):
                 logits = model(x)

@@ -163,3 +163,32 @@ def test_cutout_fills_with_the_dataset_mean():
         hole = (img != 0).any(-1)
         assert int(hole.sum()) == 16 * 16
         assert torch.equal(img[hole], fill.expand(256, 3))
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        AugmentPlan(flip_p=0.5, crop_pad=4),
+        AugmentPlan(flip_p=0.5, crop_pad=2),
+        AugmentPlan(flip_p=0.5),
+        AugmentPlan(crop_pad=3),
+        AugmentPlan(),
+        plan_for("seed004"),
+    ],
+    ids=["flip-crop", "flip-translate", "flip", "crop", "none", "seed004"],
+)
+def test_bound_batch_maker_equals_gather_then_augment(plan):
+    images = _images(64, seed=3)
+    aug = BatchAugmenter(plan, MEAN, seed=0)
+    take = aug.bind(images)
+    g_ref, g_bound = _gen(5), _gen(5)
+    for _ in range(3):  # consecutive batches: the generators must stay in step too
+        idx = torch.randperm(64, generator=_gen(7))[:16]
+        aug.set_epoch(0)
+        expected = aug(images.index_select(0, idx), g_ref)
+        aug.set_epoch(0)
+        got = take(idx, g_bound)
+        assert got.shape == (16, 32, 32, 3) and got.dtype == torch.uint8
+        assert torch.equal(got, expected)
+    if plan.flip_p and plan.crop_pad:  # and it did augment: some outputs differ from the inputs
+        assert not torch.equal(got, images.index_select(0, idx))
