@@ -2,7 +2,7 @@
 
 What is compared: ``sweeps/<study>.yaml`` run twice as an in-memory Optuna study with the same
 sampler and seed, the same enqueued configs and the same number of trials; once with the spec's
-pruner (``median`` for ``baseline``) and once with none. Every trial trains with the shared core
+pruner (``successive_halving`` for ``baseline``) and once with none. Every trial trains with the shared core
 (:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in both studies)
 and reports its validation metric each epoch through
 :class:`cifar_hpo.sweep.runner.PruningCallback`. No MLflow tracking and no test-set evaluation:
@@ -19,12 +19,12 @@ Target (issue 4): the pruned study reaches the unpruned best within 0.5 points u
 
 Budget: by default the ``baseline`` spec at its 5 epochs but on 10 % of the training split
 (``--train-fraction 0.1``: 4,500 images per epoch, the full 5,000-image validation hold-out),
-25 trials per study: about 15-20 minutes for both studies on a 2-core CPU with the real CIFAR-10
-(~23 s per unpruned trial). ``--epochs``, ``--train-fraction`` and ``--trials`` scale it.
+24 trials per study: about 14 minutes for both studies on a 2-core CPU with the real CIFAR-10
+(~25 s per unpruned trial). ``--epochs``, ``--train-fraction`` and ``--trials`` scale it.
 
 Run::
 
-    .venv/bin/python bench/pruning.py                                  # ~15-20 min on 2 cores
+    .venv/bin/python bench/pruning.py --no-enqueue                     # ~14 min on 2 cores
     .venv/bin/python bench/pruning.py --trials 40 --train-fraction 0.2 --json bench/results/p.json
     .venv/bin/python bench/pruning.py --study quick --trials 6          # smoke run
 """
@@ -224,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--study", default="baseline", help="sweeps/<study>.yaml (or a YAML path)")
     p.add_argument("--sweeps-dir", default=str(ROOT / "sweeps"))
-    p.add_argument("--trials", type=int, default=25, help="trials per study")
+    p.add_argument("--trials", type=int, default=24, help="trials per study")
     p.add_argument("--epochs", type=int, default=None, help="per-trial epochs [spec's budget]")
     p.add_argument(
         "--train-fraction", type=float, default=0.1, help="share of the training split per trial"
