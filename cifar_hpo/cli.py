@@ -215,8 +215,10 @@ def train_cmd(
                 "data.data_dir": str(data_dir) if data_dir else None,
             },
         )
-        run_dir = new_run_dir(out, cfg.model.name)
+        run_dir = None  # created once the data has loaded: a failed start leaves no folder
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    if run_dir is None:
+        run_dir = new_run_dir(out, cfg.model.name)
     console.print(f"run folder: [bold]{run_dir}[/]  model {cfg.model.name}  epochs {cfg.epochs}")
     callbacks = [RunFolderWriter(run_dir), Checkpointing(run_dir / CHECKPOINT)]
     if progress:

@@ -385,6 +385,9 @@ def test_missing_dataset(project, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", Offline)
     result = runner.invoke(app, ["lr-find", "--model", "seed000_cnn", "--data-dir", "nodata"])
     fails_with(result, "cifar10 not found in nodata", "cifar-hpo data import PATH")
+    args = ["train", "--model", "seed000_cnn", "--data-dir", "nodata", "--out", "fresh-runs"]
+    fails_with(runner.invoke(app, args), "cifar10 not found in nodata")
+    assert not (project / "fresh-runs").exists()  # no empty run folder left behind
 
 
 def test_catalogue_is_documented():
