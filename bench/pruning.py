@@ -2,9 +2,9 @@
 
 What is compared: ``sweeps/<study>.yaml`` run twice as an in-memory Optuna study with the same
 sampler and seed, the same enqueued configs and the same number of trials; once with the spec's
-pruner (``successive_halving`` for ``baseline``) and once with none. Every trial trains with the shared core
-(:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in both studies)
-and reports its validation metric each epoch through
+pruner (``successive_halving`` for ``baseline``) and once with none. Every trial trains with the
+shared core (:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in
+both studies) and reports its validation metric each epoch through
 :class:`cifar_hpo.sweep.runner.PruningCallback`. No MLflow tracking and no test-set evaluation:
 only the search itself is measured.
 
