@@ -369,6 +369,15 @@ def measure_augment(data: CifarData, batch_size: int, batches: int, device_name:
         aug.set_epoch(0)
         rate = _rate(lambda aug=aug: aug(batch, gen), batch_size, batches)
         rows.append({"stage": f"augment {label}", "images_per_sec": rate})
+    # what the engine runs for flip/crop plans: gather + pad + crop + flip in one pass
+    take = build_augmenter("flip-crop", 0.0, data.mean, seed=0).bind(images)
+
+    def fused():
+        start = int(torch.randint(0, n - batch_size, (1,), generator=gen))
+        return take(perm[start : start + batch_size], gen)
+
+    rate = _rate(fused, batch_size, batches)
+    rows.append({"stage": "gather + flip-crop fused (engine)", "images_per_sec": rate})
     return rows
 
 
