@@ -239,3 +239,13 @@ def test_tensor_input_contract():
     x = InputTransform((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), torch.device("cpu"))(images)
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
     assert torch.allclose(x, torch.full_like(x, 2.0))
+    assert x.is_contiguous(memory_format=torch.channels_last)  # no copy for the NHWC permute
+
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    expected = images.permute(0, 3, 1, 2).double() / 255 - torch.tensor(mean).view(1, 3, 1, 1)
+    expected = expected / torch.tensor(std).view(1, 3, 1, 1)
+    for channels_last in (True, False):
+        x = InputTransform(mean, std, torch.device("cpu"), channels_last)(images)
+        torch.testing.assert_close(x.double(), expected, atol=1e-5, rtol=1e-5)
+        assert x.is_contiguous() != channels_last
