@@ -24,13 +24,25 @@ from cifar_hpo.augment import build_augmenter
 from cifar_hpo.callbacks import Callback, EarlyStopping
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData, stratified_split, subset_per_class
-from cifar_hpo.device import InputTransform, amp_enabled, autocast, resolve_device
+from cifar_hpo.device import (
+    InputTransform,
+    amp_enabled,
+    autocast,
+    make_grad_scaler,
+    resolve_device,
+)
 from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
 from cifar_hpo.models import create_model
 from cifar_hpo.optim import LRSchedule, build_optimizer
 
 #: Final states of a run.
 COMPLETED, EARLY_STOPPED, DIVERGED, STOPPED = "completed", "early_stopped", "diverged", "stopped"
+
+#: Under a gradient scaler (fp16 on CUDA, bf16 on CPU) a step with a non-finite loss or
+#: gradients is skipped and the weights stay finite; the run is called diverged only when more
+#: than this many checked losses in a row are non-finite. Without a scaler (fp32) the first
+#: non-finite loss stops the run.
+MAX_SKIPPED_STEPS_IN_A_ROW = 3
 
 
 @dataclass
@@ -157,7 +169,9 @@ def train(
         evaluate_test: score the test split at the end (never used for selection).
 
     Returns:
-        A :class:`Result`. A non-finite loss ends the run with status ``diverged``.
+        A :class:`Result`. A non-finite loss ends the run with status ``diverged``: at once in
+        fp32; under autocast, whose gradient scaler skips such steps, after more than
+        ``MAX_SKIPPED_STEPS_IN_A_ROW`` of them in a row.
 
     Raises:
         ValueError: the config does not fit the data (e.g. an empty training split) or the
@@ -188,7 +202,7 @@ def train(
     schedule = LRSchedule(
         optimizer, config.schedule, config.optim.lr, config.epochs, steps_per_epoch
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    scaler = make_grad_scaler(device, use_amp)
     gen = torch.Generator().manual_seed(config.seed)
     augment = build_augmenter(
         config.augment.policy, config.augment.strength, data.mean, config.seed
@@ -221,7 +235,8 @@ def train(
         perm = torch.randperm(n, generator=gen)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        diverged = False
+        counted = torch.zeros((), device=device, dtype=torch.long)  # images of finite steps
+        diverged, nonfinite_in_a_row = False, 0
         for step in range(steps_per_epoch):
             idx = perm[step * batch_size : (step + 1) * batch_size]
             x = to_input(take_batch(idx, gen))
@@ -237,13 +252,23 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
-            loss_sum += loss.detach().float() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
+            loss_value = loss.detach().float()
+            hits = (logits.detach().argmax(1) == y).sum()
+            if scaler.is_enabled():  # a non-finite step was skipped: leave it out of the sums
+                finite = torch.isfinite(loss_value)
+                loss_value = torch.where(finite, loss_value, 0.0)
+                hits, batch_images = hits * finite, finite * y.shape[0]
+            else:
+                batch_images = y.shape[0]
+            loss_sum += loss_value * y.shape[0]
+            correct += hits
+            counted += batch_images
             batch_loss = None
             if device.type == "cpu" or step % 25 == 24:
                 batch_loss = float(loss.detach())
-                if not math.isfinite(batch_loss):
-                    diverged = True
+                nonfinite_in_a_row = 0 if math.isfinite(batch_loss) else nonfinite_in_a_row + 1
+                limit = MAX_SKIPPED_STEPS_IN_A_ROW if scaler.is_enabled() else 0
+                diverged = nonfinite_in_a_row > limit
             for cb in callbacks:
                 cb.on_batch_end(state, step + 1, batch_loss)
             if diverged:
@@ -251,7 +276,8 @@ def train(
         seen = (step + 1) * batch_size
         state.images_seen += seen
         train_seconds = time.perf_counter() - t0
-        train_loss = float(loss_sum) / seen
+        counted_images = int(counted)
+        train_loss = float(loss_sum) / counted_images if counted_images else float("nan")
         if diverged or not math.isfinite(train_loss):
             status = DIVERGED
             message = f"non-finite training loss at epoch {epoch + 1}, step {step + 1}; stopped"
@@ -270,7 +296,7 @@ def train(
             "epoch": epoch + 1,
             "lr": schedule.lr,
             "train_loss": train_loss,
-            "train_acc": float(correct) / seen,
+            "train_acc": float(correct) / counted_images,
         }
         if len(splits.val_idx):
             logits = predict_logits(
@@ -345,7 +371,8 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.model.load_state_dict(ckpt["model"])
     state.optimizer.load_state_dict(ckpt["optimizer"])
     state.schedule.load_state_dict(ckpt["scheduler"])
-    state.scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["scaler"] or not state.scaler.is_enabled():  # empty: saved by a disabled scaler
+        state.scaler.load_state_dict(ckpt["scaler"])
     state.generator.set_state(ckpt["generator"])
     torch.set_rng_state(ckpt["torch_rng"])
     state.epoch = int(ckpt["epoch"])

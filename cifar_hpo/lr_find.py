@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from cifar_hpo.augment import build_augmenter
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData
-from cifar_hpo.device import InputTransform, amp_enabled, autocast, resolve_device
+from cifar_hpo.device import (
+    InputTransform,
+    amp_enabled,
+    autocast,
+    make_grad_scaler,
+    resolve_device,
+)
 from cifar_hpo.engine import make_splits
 from cifar_hpo.models import create_model
 from cifar_hpo.optim import build_optimizer
@@ -56,7 +62,7 @@ def lr_range_test(
     model = create_model(config.model.name, data.num_classes, **config.model.hparams).to(device)
     optimizer = build_optimizer(model, config.optim)
     # fp16 autocast on CUDA needs loss scaling, as in the engine, or small gradients underflow
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and device.type == "cuda")
+    scaler = make_grad_scaler(device, use_amp)
     gen = torch.Generator().manual_seed(config.seed)
     augment = build_augmenter(
         config.augment.policy, config.augment.strength, data.mean, config.seed

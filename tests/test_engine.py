@@ -179,6 +179,52 @@ def test_non_finite_loss_ends_run_as_diverged(tiny_data):
     assert result.test is None
 
 
+def _poison_forward_calls(monkeypatch, calls: set[int]):
+    """Make the model's training forward passes number ``calls`` (1-based) return NaN logits."""
+    import cifar_hpo.engine as engine
+
+    real_create = engine.create_model
+
+    def create(*args, **kwargs):
+        model = real_create(*args, **kwargs)
+        count = {"n": 0}
+
+        def hook(module, inputs, output):
+            if module.training:
+                count["n"] += 1
+                if count["n"] in calls:
+                    return output * float("nan")
+            return output
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(engine, "create_model", create)
+
+
+def test_amp_skips_a_non_finite_step_and_trains_on(tiny_data, monkeypatch):
+    # bf16 autocast on CPU: a GradScaler (scale 1) skips the step; fp32 would stop at once
+    _poison_forward_calls(monkeypatch, {3})
+    result = train(tiny_config(epochs=2, amp="on"), tiny_data)
+    assert result.status == "completed", result.message
+    assert all(math.isfinite(r["train_loss"]) for r in result.history)
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+    _poison_forward_calls(monkeypatch, {3})
+    fp32 = train(tiny_config(epochs=2), tiny_data)
+    assert fp32.status == "diverged" and "epoch 1, step 3" in fp32.message
+
+
+def test_amp_run_with_non_finite_losses_in_a_row_is_diverged(tiny_data, monkeypatch):
+    from cifar_hpo.engine import MAX_SKIPPED_STEPS_IN_A_ROW
+
+    steps = set(range(2, 3 + MAX_SKIPPED_STEPS_IN_A_ROW))  # one more than the scaler tolerates
+    _poison_forward_calls(monkeypatch, steps)
+    result = train(tiny_config(epochs=2, amp="on"), tiny_data)
+    assert result.status == "diverged"
+    assert f"epoch 1, step {max(steps)}" in result.message
+
+
 def test_callback_can_request_stop(tiny_data):
     class StopAfterOne(Callback):
         def on_epoch_end(self, state, record):
