@@ -66,6 +66,18 @@ def friendly_errors(func):
     return wrapper
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a scheduler ending a job) behave like Ctrl-C, so that the
+    command's ``KeyboardInterrupt`` handling marks its MLflow runs KILLED and its Optuna trial
+    FAIL instead of leaving them RUNNING."""
+    import signal
+
+    def _sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
 @app.callback()
 def _process_setup() -> None:
     """Hyperparameter sweeps and experiment tracking for CNN classifiers on CIFAR-10/100."""
@@ -328,7 +340,6 @@ def sweep_cmd(
     Several processes or machines may run this at once on one study with a shared --storage.
     """
     import os
-    import signal
 
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.sweep.report import best_trial, state_counts
@@ -355,11 +366,7 @@ def sweep_cmd(
             console=console,
         )
     else:
-
-        def _sigterm(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, _sigterm)
+        interrupt_on_sigterm()
         outcome = run_sweep(
             study,
             trials,
@@ -513,6 +520,7 @@ def reproduce_cmd(
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.reproduce import Budget, reproduce, write_table
 
+    interrupt_on_sigterm()
     if table_only:
         outcome = write_table(readme=readme, docs_dir=docs)
     else:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -253,6 +256,33 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
 
 
 # ----------------------------------------------------------------------------- recipes
+def test_sigterm_marks_the_batch_and_its_recipe_run_killed(project):
+    exe = Path(sys.executable).parent / "cifar-hpo"
+    cmd = [str(exe), "reproduce", "--recipes", "recipes.yaml", "--only", "tiny-cnn"]
+    cmd += ["--epochs", "300", "--no-progress"]  # runs for many minutes unless stopped
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = MlflowClient()
+    deadline, running = time.monotonic() + 300, []
+    while not running and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(1)
+        exp = client.get_experiment_by_name("readme-table") if Path("mlflow.db").exists() else None
+        if exp is not None:
+            runs = client.search_runs([exp.experiment_id], "tags.`cifar_hpo.role` = 'recipe'")
+            running = [r for r in runs if "train_loss" in r.data.metrics]  # an epoch is done
+    assert running, "the recipe run never reported an epoch"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    (run,) = running
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["cifar_hpo.status"] == "failed"
+    assert client.get_run(run.data.tags["cifar_hpo.batch"]).info.status == "KILLED"
+    assert (project / "README.md").read_text() == README  # left unchanged
+
+
 def test_shipped_recipes_match_the_seed_readmes(tmp_path):
     book = load_recipes(ROOT / "sweeps" / "recipes.yaml")
     by_name = {r.name: r for r in book.recipes}
