@@ -43,7 +43,7 @@ best: install
 
 # Retrain the seeds' recipes (sweeps/recipes.yaml) plus the best `baseline` trial, then rewrite
 # README's results table and docs/*.png from the MLflow runs (experiment `readme-table`).
-# Default: each recipe's CPU budget, about 75 minutes on 2 cores. EPOCHS=N: every recipe N
+# Default: each recipe's CPU budget, about 65-75 minutes on 2 cores. EPOCHS=N: every recipe N
 # epochs; FULL=1: the seeds' own epoch counts (GPU); TRAIN_FRACTION=F: share of the training
 # split; ONLY="seed000-cnn airbench-guide": just those recipes.
 EPOCHS ?=
