@@ -31,3 +31,16 @@ TINY_SWEEP_BASE = {
     "eval_batch_size": 200,
     "data.val_fraction": 0.2,
 }
+
+
+def fails_with(result, *fragments: str) -> str:
+    """A CLI result with exit status 2 and one ``error: ...`` line on stderr holding every
+    fragment, and no traceback; returns that line."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    return lines[0]

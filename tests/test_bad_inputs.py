@@ -19,7 +19,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from helpers import TINY_SWEEP_BASE
+from helpers import TINY_SWEEP_BASE, fails_with
 from synthetic import make_archive, make_cifar_data, write_class_folders
 from typer.testing import CliRunner
 
@@ -162,18 +162,6 @@ def project(keep, monkeypatch):
     yield keep
     assert snapshot(keep) == before  # nothing lost
     assert not (keep / "MARKER").exists()
-
-
-def fails_with(result, *fragments: str) -> str:
-    """Exit status 2 and one ``error: ...`` line holding every fragment; returns the line."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def _sweep(study: str, *extra: str) -> list[str]:

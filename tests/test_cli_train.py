@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config
+from helpers import fails_with, tiny_config
 from synthetic import make_archive, write_class_folders
 from typer.testing import CliRunner
 
@@ -27,25 +27,6 @@ TIMING_KEYS = {"epoch_seconds", "images_per_sec"}
 
 def _invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _stderr(result) -> str:
-    try:
-        return result.stderr
-    except ValueError:  # older click: stderr not captured separately
-        return result.output
-
-
-def _fails_with(result, *fragments: str) -> str:
-    """Exit status 2 and one ``error: ...`` line holding every fragment; returns the line."""
-    assert result.exit_code == 2, result.output
-    lines = [line for line in _stderr(result).splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def _strip(history):
@@ -84,7 +65,7 @@ def test_data_import_archive_then_info(tmp_path, monkeypatch):
 def test_data_info_without_dataset(tmp_path, monkeypatch):
     monkeypatch.delenv("CIFAR_HPO_DATA_DIR", raising=False)
     result = _invoke("data", "info", "--data-dir", tmp_path / "empty")
-    _fails_with(result, "no cifar10 cache", "cifar-hpo data import")
+    fails_with(result, "no cifar10 cache", "cifar-hpo data import")
 
 
 def test_models_lists_every_registered_model():
@@ -225,29 +206,29 @@ def test_resume_an_interrupted_run_finishes_it(data_dir, tiny_data, tmp_path):
 )
 def test_train_config_errors(tmp_path, args, fragments):
     result = _invoke("train", "--model", "seed000_cnn", *args, "--out", tmp_path / "runs")
-    _fails_with(result, *fragments)
+    fails_with(result, *fragments)
     assert not (tmp_path / "runs").exists()
 
 
 def test_train_config_file_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  lr: [1\n")
-    _fails_with(_invoke("train", "--config", bad, "--out", tmp_path), "malformed YAML", "line")
+    fails_with(_invoke("train", "--config", bad, "--out", tmp_path), "malformed YAML", "line")
 
 
 def test_resume_of_garbage_or_missing_checkpoint(tmp_path):
     garbage = tmp_path / "checkpoint.pt"
     garbage.write_bytes(b"not a checkpoint " * 50)
-    _fails_with(_invoke("train", "--resume", garbage), "corrupt")
-    _fails_with(_invoke("train", "--resume", tmp_path), "corrupt")  # the run folder
-    _fails_with(_invoke("train", "--resume", tmp_path / "nope"), "does not exist")
+    fails_with(_invoke("train", "--resume", garbage), "corrupt")
+    fails_with(_invoke("train", "--resume", tmp_path), "corrupt")  # the run folder
+    fails_with(_invoke("train", "--resume", tmp_path / "nope"), "does not exist")
 
 
 def test_train_out_under_a_regular_file(data_dir, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = _invoke("train", "--model", "seed000_cnn", *FAST, "--out", blocker / "runs")
-    _fails_with(result, "Not a directory", str(blocker))
+    fails_with(result, "Not a directory", str(blocker))
 
 
 # ----------------------------------------------------------------------------- lr-find
@@ -300,7 +281,7 @@ def test_lr_find_too_few_steps(data_dir, tmp_path):
         "--plot",
         tmp_path / "lr.png",
     )
-    _fails_with(result, "steps must be >= 10, got 3")
+    fails_with(result, "steps must be >= 10, got 3")
     assert not (tmp_path / "lr.png").exists()
 
 
