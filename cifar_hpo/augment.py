@@ -27,6 +27,7 @@ POLICIES = (
     "none",
     "flip",
     "flip-translate",
+    "alternating-flip-translate",
     "flip-crop",
     "seed002",
     "seed003",
@@ -39,11 +40,18 @@ class AugmentPlan:
     """What to apply to each training batch.
 
     Attributes:
-        flip_p: probability of a horizontal flip per image.
-        crop_pad: zero padding in pixels before a random 32x32 crop (0 = no crop).
+        flip_p: probability of a horizontal flip per image (``random``), or of the flip drawn
+            once per image (``alternating``).
+        crop_pad: padding in pixels before a random 32x32 crop (0 = no crop): a random
+            translation by up to ``crop_pad`` px in each direction.
         affine: (shift fraction, scale delta, rotate degrees, p) for ``A.Affine`` or None.
         cutout: (hole size px, p) for ``A.CoarseDropout`` with mean fill, or None.
         jitter: (brightness/contrast/saturation delta, hue delta, p) for ``A.ColorJitter``.
+        flip_mode: ``random``: a fresh flip draw per image and epoch. ``alternating``
+            (airbench94, arXiv 2404.00498 sec. 3.6): one draw per image for the whole run,
+            and every image mirrored on odd epochs, so each image is seen flipped and unflipped
+            in every pair of epochs.
+        pad_mode: ``constant`` (zeros) or ``reflect`` (airbench94's translation) padding.
     """
 
     flip_p: float = 0.0
@@ -51,6 +59,8 @@ class AugmentPlan:
     affine: tuple[float, float, float, float] | None = None
     cutout: tuple[int, float] | None = None
     jitter: tuple[float, float, float] | None = None
+    flip_mode: str = "random"
+    pad_mode: str = "constant"
 
     @property
     def needs_albumentations(self) -> bool:
@@ -62,10 +72,12 @@ def plan_for(policy: str, strength: float = 0.0) -> AugmentPlan:
     """The plan for a named policy, or for ``policy="strength"`` at ``strength`` in [0, 1].
 
     Named policies come from the seeds: ``flip-crop`` (seed 000: flip + 4 px padded crop),
-    ``flip-translate`` (airbench: flip + 2 px translate), ``seed002`` (flip, 40->32 crop,
-    ShiftScaleRotate(0.0625, 0.1, 15), 16x16 CoarseDropout with mean fill, ColorJitter(0.2,
-    0.2, 0.2, 0.02)), ``seed003`` (flip, ShiftScaleRotate(0.0625, 0.1, 45), 16x16 CoarseDropout),
-    ``seed004`` (flip, ShiftScaleRotate(0.1, 0.1, 10), 16x16 CoarseDropout with mean fill).
+    ``flip-translate`` (airbench: flip + 2 px translate), ``alternating-flip-translate``
+    (airbench94: alternating flip + 2 px translate with reflect padding), ``seed002`` (flip,
+    40->32 crop, ShiftScaleRotate(0.0625, 0.1, 15), 16x16 CoarseDropout with mean fill,
+    ColorJitter(0.2, 0.2, 0.2, 0.02)), ``seed003`` (flip, ShiftScaleRotate(0.0625, 0.1, 45),
+    16x16 CoarseDropout), ``seed004`` (flip, ShiftScaleRotate(0.1, 0.1, 10), 16x16
+    CoarseDropout with mean fill).
 
     Raises:
         ValueError: unknown policy or strength outside [0, 1].
@@ -92,6 +104,9 @@ def plan_for(policy: str, strength: float = 0.0) -> AugmentPlan:
         "none": AugmentPlan(),
         "flip": AugmentPlan(flip_p=0.5),
         "flip-translate": AugmentPlan(flip_p=0.5, crop_pad=2),
+        "alternating-flip-translate": AugmentPlan(
+            flip_p=0.5, crop_pad=2, flip_mode="alternating", pad_mode="reflect"
+        ),
         "flip-crop": AugmentPlan(flip_p=0.5, crop_pad=4),
         "seed002": AugmentPlan(0.5, 4, (0.0625, 0.1, 15.0, 0.5), (16, 0.5), (0.2, 0.02, 0.5)),
         "seed003": AugmentPlan(0.5, 0, (0.0625, 0.1, 45.0, 0.5), (16, 0.5), None),
@@ -146,18 +161,33 @@ class BatchAugmenter:
 
     Call with a uint8 tensor (B, 32, 32, 3) on the CPU and a ``torch.Generator``; returns a new
     uint8 tensor of the same shape. The albumentations RNG is re-seeded by :meth:`set_epoch`, so
-    a run resumed at epoch k draws the same augmentations as an uninterrupted one.
+    a run resumed at epoch k draws the same augmentations as an uninterrupted one. An
+    ``alternating`` flip needs to know which images of the set a batch holds, so it is applied
+    only by the batch maker of :meth:`bind`; its once-per-run draw comes from its own generator
+    seeded with ``seed`` (a resumed run gets the same draw).
     """
 
     def __init__(self, plan: AugmentPlan, mean: tuple[float, float, float], seed: int = 0):
         self.plan = plan
         self.seed = seed
+        self.epoch = 0
         self._albu = _albumentations_pipeline(plan, mean) if plan.needs_albumentations else None
 
+    @property
+    def _random_flip_p(self) -> float:
+        return self.plan.flip_p if self.plan.flip_mode == "random" else 0.0
+
     def set_epoch(self, epoch: int) -> None:
-        """Re-seed the per-image pipeline for ``epoch`` (0-based)."""
+        """Re-seed the per-image pipeline for ``epoch`` (0-based); sets the alternating flip's
+        parity."""
+        self.epoch = epoch
         if self._albu is not None:
             self._albu.set_random_seed(self.seed * 100_003 + epoch)
+
+    def alternating_flips(self, num_images: int) -> torch.Tensor:
+        """The once-per-run flip draw of an ``alternating`` plan: bool (num_images,)."""
+        gen = torch.Generator().manual_seed(self.seed * 7_919 + 17)
+        return torch.rand(num_images, generator=gen) < self.plan.flip_p
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self._albu is not None:
@@ -165,9 +195,9 @@ class BatchAugmenter:
             out = np.stack([self._albu(image=img)["image"] for img in arr])
             images = torch.from_numpy(out)
         if self.plan.crop_pad:
-            images = random_crop(images, self.plan.crop_pad, generator)
-        if self.plan.flip_p:
-            images = random_flip(images, self.plan.flip_p, generator)
+            images = random_crop(images, self.plan.crop_pad, generator, self.plan.pad_mode)
+        if self._random_flip_p:
+            images = random_flip(images, self._random_flip_p, generator)
         return images
 
     def bind(self, images: torch.Tensor) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
@@ -177,10 +207,29 @@ class BatchAugmenter:
 
         Plans with only flip and crop use :class:`CropFlipGather`: gather, pad, crop and flip in
         one pass over the batch instead of five. Per-image (albumentations) plans gather first.
+        An ``alternating`` flip mirrors image ``i`` when ``flips[i] != (epoch is odd)``.
         """
+        flips = None
+        if self.plan.flip_mode == "alternating" and self.plan.flip_p:
+            flips = self.alternating_flips(images.shape[0])
         if self._albu is None and (self.plan.crop_pad or self.plan.flip_p):
-            return CropFlipGather(images, self.plan.crop_pad, self.plan.flip_p)
-        return lambda idx, generator: self(images.index_select(0, idx), generator)
+            return CropFlipGather(
+                images,
+                self.plan.crop_pad,
+                self._random_flip_p,
+                pad_mode=self.plan.pad_mode,
+                alternating=flips,
+                epoch=lambda: self.epoch,
+            )
+
+        def take(idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+            batch = self(images.index_select(0, idx), generator)
+            if flips is None:
+                return batch
+            mirrored = flips.index_select(0, idx) ^ bool(self.epoch % 2)
+            return torch.where(mirrored[:, None, None, None], batch.flip(2), batch)
+
+        return take
 
 
 class CropFlipGather:
@@ -192,15 +241,30 @@ class CropFlipGather:
     A batch is then a single gather of B x H x W x C bytes. Draws the same random numbers in
     the same order as :func:`random_crop` followed by :func:`random_flip`, so the result is
     identical to that path (same augmentations, same run history).
+
+    With ``alternating`` (bool (N,), the once-per-run flip draw of an alternating flip) image
+    ``i`` is mirrored when ``alternating[i] != (epoch() is odd)`` and no flip is drawn;
+    ``epoch`` returns the current 0-based epoch. ``pad_mode="reflect"`` pads by reflection
+    (as ``F.pad(..., mode="reflect")``) instead of zeros.
     """
 
-    def __init__(self, images: torch.Tensor, pad: int, flip_p: float):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        pad: int,
+        flip_p: float,
+        *,
+        pad_mode: str = "constant",
+        alternating: torch.Tensor | None = None,
+        epoch: Callable[[], int] = lambda: 0,
+    ):
         n_img, h, w, c = images.shape
         self.pad, self.flip_p, self.h, self.w = pad, flip_p, h, w
-        copies = 2 if flip_p else 1
+        self.alternating, self.epoch = alternating, epoch
+        copies = 2 if flip_p or alternating is not None else 1
         padded = images.new_zeros((copies, n_img, h + 2 * pad, w + 2 * pad, c))
-        padded[0, :, pad : pad + h, pad : pad + w] = images
-        if flip_p:
+        padded[0] = pad_images(images, pad, pad_mode)
+        if copies == 2:
             padded[1] = padded[0].flip(2)
         self._padded = padded
         n = 2 * pad + 1
@@ -217,11 +281,39 @@ class CropFlipGather:
             dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
             dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
         copy = zeros
-        if self.flip_p:
+        mirrored = None
+        if self.alternating is not None:
+            mirrored = self.alternating.index_select(0, idx) ^ bool(self.epoch() % 2)
+        elif self.flip_p:
             mirrored = torch.rand(b, generator=generator) < self.flip_p
+        if mirrored is not None:
             dx = torch.where(mirrored, 2 * self.pad - dx, dx)
             copy = mirrored.long()
         return self._windows[copy, idx, dy, dx]
+
+
+def pad_images(images: torch.Tensor, pad: int, mode: str = "constant") -> torch.Tensor:
+    """A (B, H, W, C) batch padded by ``pad`` px on each side with zeros (``constant``) or by
+    reflection without repeating the edge (``reflect``, as ``F.pad``'s); any dtype.
+
+    Raises:
+        ValueError: unknown ``mode``, or ``reflect`` with ``pad >= H`` or ``W``.
+    """
+    b, h, w, c = images.shape
+    if mode == "constant":
+        padded = images.new_zeros((b, h + 2 * pad, w + 2 * pad, c))
+        padded[:, pad : pad + h, pad : pad + w] = images
+        return padded
+    if mode != "reflect":
+        raise ValueError(f"unknown pad mode {mode!r}; use constant or reflect")
+    if pad >= min(h, w):
+        raise ValueError(f"reflect padding of {pad} px needs images larger than {pad} px")
+
+    def reflected(n: int) -> torch.Tensor:
+        i = torch.arange(-pad, n + pad).abs()
+        return torch.where(i >= n, 2 * (n - 1) - i, i)
+
+    return images.index_select(1, reflected(h)).index_select(2, reflected(w))
 
 
 def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -230,15 +322,17 @@ def random_flip(images: torch.Tensor, p: float, generator: torch.Generator) -> t
     return torch.where(mask[:, None, None, None], images.flip(2), images)
 
 
-def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad a (B, H, W, C) batch by ``pad`` px and take one random HxW crop per image.
+def random_crop(
+    images: torch.Tensor, pad: int, generator: torch.Generator, pad_mode: str = "constant"
+) -> torch.Tensor:
+    """Pad a (B, H, W, C) batch by ``pad`` px (``pad_mode``: zeros or reflect, see
+    :func:`pad_images`) and take one random HxW crop per image.
 
     All (2*pad+1)^2 windows are one ``as_strided`` view of the padded batch, so the crop is a
     single gather (4x faster than per-pixel advanced indexing on a 2-core CPU).
     """
     b, h, w, c = images.shape
-    padded = images.new_zeros((b, h + 2 * pad, w + 2 * pad, c))
-    padded[:, pad : pad + h, pad : pad + w] = images
+    padded = pad_images(images, pad, pad_mode)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     sb, sh, sw, sc = padded.stride()

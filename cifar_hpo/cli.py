@@ -156,21 +156,37 @@ def models_cmd(
 def build_train_config(
     config_file: Path | None,
     overrides: list[str],
+    recipe: str | None = None,
     **options,
 ):
-    """Config file, then named options, then ``--set`` overrides (last wins)."""
-    from cifar_hpo.config import load_config, parse_overrides
+    """Recipe, then config file, then named options, then ``--set`` overrides (last wins)."""
+    from cifar_hpo.config import load_config, parse_overrides, with_overrides
 
     named = {key: value for key, value in options.items() if value is not None}
     merged = {**named, **parse_overrides(overrides)}
-    return load_config(config_file, merged)
+    if recipe is None:
+        return load_config(config_file, merged)
+    from cifar_hpo.config import flatten, load_yaml
+    from cifar_hpo.reproduce.recipes import recipe_config
+
+    from_file = flatten(load_yaml(config_file)) if config_file else {}
+    return with_overrides(recipe_config(recipe), {**from_file, **merged})
 
 
 @app.command("train")
 @friendly_errors
 def train_cmd(
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a recipe of sweeps/recipes.yaml by name (e.g. airbench94); "
+            "the other options override it."
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Registered model name (see `models`).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs to train.")] = None,
+    epochs: Annotated[
+        float | None, typer.Option(help="Epochs to train (fractions allowed, e.g. 9.9).")
+    ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (peak for OneCycle).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
@@ -212,6 +228,7 @@ def train_cmd(
         cfg = build_train_config(
             config,
             set_ or [],
+            recipe,
             **{
                 "model.name": model,
                 "epochs": epochs,

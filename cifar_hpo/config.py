@@ -8,6 +8,7 @@ built, before any training starts, with a one-line :class:`ConfigError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -23,7 +24,7 @@ from pydantic import (
 )
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("onecycle", "cosine", "plateau", "step", "constant")
+SCHEDULERS = ("onecycle", "linear", "cosine", "plateau", "step", "constant")
 
 
 class ConfigError(ValueError):
@@ -117,10 +118,22 @@ class OptimConfig(_Section):
 
     Attributes:
         name: ``sgd`` (momentum, optional Nesterov), ``adam`` or ``adamw``.
-        lr: learning rate; the peak LR for OneCycleLR, the start LR otherwise.
+        lr: learning rate; the peak LR for OneCycleLR, the start LR otherwise. With
+            ``decoupled``: the LR per 1,024 examples (airbench94: 11.5).
         momentum: SGD momentum (Adam's beta1 is left at its default).
         nesterov: Nesterov momentum for SGD.
-        wd: weight decay (L2 for SGD/Adam, decoupled for AdamW).
+        wd: weight decay (L2 for SGD/Adam, decoupled for AdamW). With ``decoupled``: the
+            weight decay per 1,024 examples, independent of the LR (airbench94: 0.0153).
+        decoupled: SGD only: read ``lr`` and ``wd`` in airbench's decoupled form (independent of
+            momentum and batch size; converted once by :func:`cifar_hpo.optim.torch_sgd_args`)
+            and decay every trainable tensor, as airbench94 does. Off: PyTorch's own arguments,
+            no decay on biases and normalization parameters.
+        bias_scaler: LR multiplier for the biases of normalization layers (airbench94: 64); the
+            size of their weight decay step is left unchanged.
+        lookahead_steps: Lookahead weight averaging every this many optimizer steps (airbench94:
+            5); 0 disables it. See :class:`cifar_hpo.lookahead.Lookahead`.
+        lookahead_decay: per-step EMA decay of the lookahead; the decay applied every
+            ``lookahead_steps`` steps is ``lookahead_decay ** lookahead_steps * (step/total)^3``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
         grad_clip: max global gradient norm; 0 disables clipping (seed 002 uses 1.0).
     """
@@ -130,6 +143,10 @@ class OptimConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     wd: float = Field(5e-4, ge=0.0)
+    decoupled: bool = False
+    bias_scaler: float = Field(1.0, gt=0.0)
+    lookahead_steps: int = Field(0, ge=0)
+    lookahead_decay: float = Field(0.95, gt=0.0, lt=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     grad_clip: float = Field(0.0, ge=0.0)
 
@@ -137,6 +154,11 @@ class OptimConfig(_Section):
     def _nesterov_needs_momentum(self) -> OptimConfig:
         if self.name == "sgd" and self.nesterov and self.momentum == 0:
             raise ValueError("optim.nesterov=true needs optim.momentum > 0")
+        if self.decoupled and self.name != "sgd":
+            raise ValueError(
+                f"optim.decoupled=true needs optim.name=sgd, got {self.name!r} "
+                "(the decoupled form is defined for SGD momentum)"
+            )
         return self
 
 
@@ -144,10 +166,14 @@ class ScheduleConfig(_Section):
     """Learning-rate schedule.
 
     Attributes:
-        name: ``onecycle`` (OneCycleLR, stepped per batch), ``cosine`` (cosine annealing per
+        name: ``onecycle`` (OneCycleLR, stepped per batch), ``linear`` (airbench94's
+            piecewise-linear warmup and decay, per batch), ``cosine`` (cosine annealing per
             batch with optional linear warmup), ``plateau`` (ReduceLROnPlateau on validation
             loss, per epoch), ``step`` (StepLR, per epoch) or ``constant``.
-        pct_start: OneCycleLR share of steps spent warming up.
+        pct_start: OneCycleLR and ``linear``: share of steps spent warming up (airbench94 0.23).
+        start_factor: ``linear``: LR at step 0 as a fraction of ``optim.lr`` (airbench94 0.2).
+        end_factor: ``linear``: LR at the last step as a fraction of ``optim.lr`` (airbench94
+            0.07).
         div_factor: OneCycleLR start LR = lr / div_factor.
         final_div_factor: OneCycleLR final LR = start LR / final_div_factor.
         warmup_epochs: cosine: linear warmup length in epochs (fractions allowed).
@@ -158,8 +184,10 @@ class ScheduleConfig(_Section):
         plateau_factor: plateau: decay factor (seed 000: 0.1).
     """
 
-    name: Literal["onecycle", "cosine", "plateau", "step", "constant"] = "onecycle"
+    name: Literal["onecycle", "linear", "cosine", "plateau", "step", "constant"] = "onecycle"
     pct_start: float = Field(0.25, gt=0.0, lt=1.0)
+    start_factor: float = Field(0.2, gt=0.0)
+    end_factor: float = Field(0.07, ge=0.0)
     div_factor: float = Field(25.0, gt=0.0)
     final_div_factor: float = Field(1e4, gt=0.0)
     warmup_epochs: float = Field(0.0, ge=0.0)
@@ -212,14 +240,19 @@ class TrainConfig(_Section):
     """Everything one training run needs. Frozen; build variants with :func:`with_overrides`.
 
     Attributes:
-        epochs: number of passes over the training split (the schedule is fitted to it).
+        epochs: passes over the training split; fractions allowed (airbench94 trains 9.9: the
+            last epoch stops after ``ceil(epochs * steps_per_epoch)`` steps in all). The
+            schedule is fitted to it.
         batch_size: training images per optimizer step.
         seed: seeds weight init, shuffling, augmentation and dropout.
         device: ``auto`` (cuda, then mps, then cpu) or a torch device string.
         amp: mixed precision: ``auto`` (CUDA fp16; bf16 on CPUs with AMX/AVX512-BF16), ``on``
             or ``off`` (YAML's unquoted ``on``/``off``, which it reads as booleans, work too).
         channels_last: use the NHWC memory format for activations and weights.
-        tta: flip test-time augmentation at evaluation (average of image and mirror logits).
+        tta: test-time augmentation level at validation, test and in exported models
+            (airbench94's ``tta_level``): 0 none, 1 mirror (mean of image and mirror logits),
+            2 mirror + one-pixel translations (see :func:`cifar_hpo.tta.tta_logits`).
+            ``true``/``false`` mean 1/0.
         eval_batch_size: images per evaluation batch.
     """
 
@@ -229,13 +262,13 @@ class TrainConfig(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     augment: AugmentConfig = AugmentConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
-    epochs: int = Field(10, ge=1)
+    epochs: int | float = Field(10, gt=0)
     batch_size: int = Field(512, ge=1)
     seed: int = 0
     device: str = "auto"
     amp: Literal["auto", "on", "off"] = "auto"
     channels_last: bool = True
-    tta: bool = False
+    tta: int = Field(0, ge=0, le=2)
     eval_batch_size: int = Field(1000, ge=1)
 
     @field_validator("amp", mode="before")
@@ -245,6 +278,21 @@ class TrainConfig(_Section):
         if isinstance(value, bool):
             return "on" if value else "off"
         return value
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta_from_bool(cls, value: Any) -> Any:
+        # the flag was a bool before TTA had levels: true = mirror TTA (level 1)
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+    @field_validator("epochs", mode="after")
+    @classmethod
+    def _whole_epochs_as_int(cls, value: int | float) -> int | float:
+        if not math.isfinite(value):
+            raise ValueError(f"epochs must be a finite number > 0, got {value!r}")
+        return int(value) if float(value).is_integer() else float(value)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

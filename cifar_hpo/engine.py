@@ -31,9 +31,11 @@ from cifar_hpo.device import (
     make_grad_scaler,
     resolve_device,
 )
+from cifar_hpo.lookahead import Lookahead
 from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
 from cifar_hpo.models import create_model
-from cifar_hpo.optim import LRSchedule, build_optimizer
+from cifar_hpo.models.hooks import DataDependentInit, EpochAware
+from cifar_hpo.optim import LRSchedule, build_optimizer, total_steps
 
 #: Final states of a run.
 COMPLETED, EARLY_STOPPED, DIVERGED, STOPPED = "completed", "early_stopped", "diverged", "stopped"
@@ -113,6 +115,9 @@ class TrainState:
         self.scaler: torch.amp.GradScaler = scaler
         self.generator: torch.Generator = gen
         self.epoch = 0  # completed epochs
+        self.step = 0  # optimizer steps over the whole run
+        self.total_steps = 0
+        self.lookahead: Lookahead | None = None
         self.history: list[dict[str, Any]] = []
         self.images_seen = 0
         self.steps_per_epoch = 0
@@ -132,6 +137,7 @@ class TrainState:
         return {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
+            "step": self.step,
             "history": self.history,
             "images_seen": self.images_seen,
             "model": self.model.state_dict(),
@@ -141,6 +147,7 @@ class TrainState:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
+            "lookahead": self.lookahead.state_dict() if self.lookahead else None,
         }
 
 
@@ -152,7 +159,13 @@ def train(
     resume: dict[str, Any] | None = None,
     evaluate_test: bool = True,
 ) -> Result:
-    """Train ``config.model`` on ``data`` for ``config.epochs`` epochs.
+    """Train ``config.model`` on ``data`` for ``config.epochs`` epochs (fractions allowed: the
+    run takes ``ceil(epochs * steps_per_epoch)`` optimizer steps, the last epoch cut short).
+
+    Before the first step, a model with ``init_from_data`` (see
+    :mod:`cifar_hpo.models.hooks`) gets ``init_images`` training images, normalized, drawn once
+    from the training split with ``data.split_seed`` (the same for every run seed);
+    a model with ``set_epoch`` is told each epoch before it trains.
 
     Each history row holds: ``epoch`` (1-based), ``lr`` (at the last step of the epoch),
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_top5``, ``val_f1_macro``,
@@ -197,21 +210,30 @@ def train(
     n = train_images.shape[0]
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size
+    to_input = InputTransform(data.mean, data.std, device, config.channels_last)
+    if isinstance(model, DataDependentInit):
+        # a fixed random sample, not the first images: cached splits can be sorted by class
+        # (ImageFolder copies), while upstream's "first 5,000" of CIFAR-10 are a random mix
+        order = torch.Generator().manual_seed(config.data.split_seed)
+        pick = torch.randperm(n, generator=order)[: model.init_images]
+        model.init_from_data(to_input(train_images.index_select(0, pick)))
 
-    optimizer = build_optimizer(model, config.optim)
-    schedule = LRSchedule(
-        optimizer, config.schedule, config.optim.lr, config.epochs, steps_per_epoch
-    )
+    optimizer = build_optimizer(model, config.optim, batch_size)
+    schedule = LRSchedule(optimizer, config.schedule, config.epochs, steps_per_epoch)
     scaler = make_grad_scaler(device, use_amp)
     gen = torch.Generator().manual_seed(config.seed)
     augment = build_augmenter(
         config.augment.policy, config.augment.strength, data.mean, config.seed
     )
-    to_input = InputTransform(data.mean, data.std, device, config.channels_last)
     take_batch = augment.bind(train_images)  # idx -> augmented uint8 batch
 
     state = TrainState(config, model, optimizer, schedule, scaler, gen)
     state.steps_per_epoch, state.num_train, state.num_val = steps_per_epoch, n, len(splits.val_idx)
+    state.total_steps = total_steps(config.epochs, steps_per_epoch)
+    if config.optim.lookahead_steps:
+        state.lookahead = Lookahead(
+            model, config.optim.lookahead_steps, state.total_steps, config.optim.lookahead_decay
+        )
     callbacks = list(callbacks)
     if config.early_stopping.patience > 0 and len(splits.val_idx) > 0:
         es = config.early_stopping
@@ -227,9 +249,11 @@ def train(
     status, message = COMPLETED, ""
     val_report: EvalReport | None = None
     label_smoothing = config.optim.label_smoothing
-    while state.epoch < config.epochs and state.stop_status is None:
+    while state.step < state.total_steps and state.stop_status is None:
         epoch = state.epoch
         augment.set_epoch(epoch)
+        if isinstance(model, EpochAware):
+            model.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen)
@@ -237,7 +261,7 @@ def train(
         correct = torch.zeros((), device=device, dtype=torch.long)
         counted = torch.zeros((), device=device, dtype=torch.long)  # images of finite steps
         diverged, nonfinite_in_a_row = False, 0
-        for step in range(steps_per_epoch):
+        for step in range(min(steps_per_epoch, state.total_steps - state.step)):
             idx = perm[step * batch_size : (step + 1) * batch_size]
             x = to_input(take_batch(idx, gen))
             y = train_labels.index_select(0, idx).to(device, non_blocking=True)
@@ -252,6 +276,9 @@ def train(
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
+            state.step += 1
+            if state.lookahead is not None:
+                state.lookahead.after_step(model, state.step)
             loss_value = loss.detach().float()
             hits = (logits.detach().argmax(1) == y).sum()
             if scaler.is_enabled():  # a non-finite step was skipped: leave it out of the sums
@@ -376,6 +403,9 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     state.generator.set_state(ckpt["generator"])
     torch.set_rng_state(ckpt["torch_rng"])
     state.epoch = int(ckpt["epoch"])
+    state.step = int(ckpt.get("step", state.epoch * state.steps_per_epoch))
+    if state.lookahead is not None and ckpt.get("lookahead"):
+        state.lookahead.load_state_dict(ckpt["lookahead"])
     state.history = copy.deepcopy(list(ckpt["history"]))
     state.images_seen = int(ckpt["images_seen"])
     if state.early_stopping is not None and ckpt.get("early_stopping"):

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cifar_hpo.checkpoint import CheckpointError
+from cifar_hpo.tta import tta_logits
 
 META_FILE = "cifar_hpo.json"
 FORMAT = "cifar-hpo-export/1"
@@ -41,23 +42,21 @@ class NormalizedClassifier(nn.Module):
     Args:
         model: maps normalized (B, 3, 32, 32) float images to logits (B, C).
         mean, std: per-channel statistics in [0, 1] used at training time.
-        tta: average the logits of each image and its mirror image (flip TTA).
+        tta: test-time augmentation level (0 none, 1 mirror, 2 mirror + one-pixel
+            translations; see :func:`cifar_hpo.tta.tta_logits`); ``True``/``False`` mean 1/0.
     """
 
-    def __init__(self, model: nn.Module, mean, std, tta: bool = False):
+    def __init__(self, model: nn.Module, mean, std, tta: int = 0):
         super().__init__()
         self.model = model
-        self.tta = tta
+        self.tta = int(tta)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: float (B, 3, 32, 32) in [0, 1] -> logits (B, num_classes)."""
         x = (x - self.mean) / self.std
-        logits = self.model(x)
-        if self.tta:
-            logits = 0.5 * (logits + self.model(x.flip(3)))
-        return logits
+        return tta_logits(self.model, x, self.tta)
 
 
 def export_classifier(
@@ -67,7 +66,7 @@ def export_classifier(
     class_names: tuple[str, ...] | list[str],
     mean,
     std,
-    tta: bool = False,
+    tta: int = 0,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (eval mode, fp32, CPU) as a ``torch.export`` program with metadata.
@@ -90,7 +89,7 @@ def export_classifier(
         "class_names": list(class_names),
         "mean": list(mean),
         "std": list(std),
-        "tta": tta,
+        "tta": int(tta),
         "input": "float32 (B, 3, 32, 32) RGB in [0, 1]; output logits (B, num_classes)",
         **(metadata or {}),
     }

@@ -60,7 +60,7 @@ def lr_range_test(
     use_amp = amp_enabled(device, config.amp)
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, data.num_classes, **config.model.hparams).to(device)
-    optimizer = build_optimizer(model, config.optim)
+    optimizer = build_optimizer(model, config.optim, config.batch_size)
     # fp16 autocast on CUDA needs loss scaling, as in the engine, or small gradients underflow
     scaler = make_grad_scaler(device, use_amp)
     gen = torch.Generator().manual_seed(config.seed)

@@ -17,6 +17,7 @@ from torchmetrics.classification import (
 )
 
 from cifar_hpo.device import InputTransform, autocast
+from cifar_hpo.tta import tta_logits
 
 
 @dataclass
@@ -80,12 +81,13 @@ def predict_logits(
     images: torch.Tensor,
     to_input: InputTransform,
     batch_size: int = 1000,
-    tta: bool = False,
+    tta: int = 0,
     amp: bool = False,
 ) -> torch.Tensor:
     """Logits (N, num_classes) as float32 on the CPU for uint8 images (N, 32, 32, 3).
 
-    With ``tta`` the logits of each image and its mirror image are averaged (flip TTA).
+    ``tta`` is the test-time augmentation level (0, 1 = mirror, 2 = mirror + translations;
+    see :func:`cifar_hpo.tta.tta_logits`); ``True``/``False`` mean 1/0.
     """
     was_training = model.training
     model.eval()
@@ -94,9 +96,7 @@ def predict_logits(
         for start in range(0, images.shape[0], batch_size):
             x = to_input(images[start : start + batch_size])
             with autocast(to_input.device, amp):
-                logits = model(x)
-                if tta:
-                    logits = 0.5 * (logits + model(x.flip(3)))
+                logits = tta_logits(model, x, int(tta))
             out.append(logits.float().cpu())
     finally:
         model.train(was_training)

@@ -2,29 +2,104 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import lr_scheduler
 
 from cifar_hpo.config import OptimConfig, ScheduleConfig
 
+#: Modules whose biases get ``optim.bias_scaler`` times the LR.
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam or AdamW over the model's parameters.
 
-    Weight decay is not applied to biases and normalization parameters (1-D tensors), as in
-    most modern CIFAR recipes (airbench, timm).
+def total_steps(epochs: float, steps_per_epoch: int) -> int:
+    """Optimizer steps of a run: ``ceil(epochs * steps_per_epoch)``, at least 1 (airbench94:
+    ``ceil(48 * 9.9) = 476`` steps of 1,024 images on 50,000 images)."""
+    return max(1, math.ceil(epochs * steps_per_epoch))
+
+
+def torch_sgd_args(lr: float, wd: float, momentum: float, batch_size: int) -> tuple[float, float]:
+    """airbench's decoupled SGD hyperparameters -> ``torch.optim.SGD``'s (lr, weight_decay).
+
+    In the decoupled form (airbench94, after myrtle.ai's "How to train your ResNet" part 5),
+    ``lr`` is the step size per 1,024 examples with the Nesterov momentum gain
+    ``1 + 1 / (1 - momentum)`` divided out, and ``wd`` the weight decay per 1,024 examples,
+    independent of the LR, so that lr, wd, momentum and batch size can be tuned one at a time.
+    airbench sums the loss over the batch and passes ``lr / kilostep_scale`` and
+    ``wd * batch_size / kilostep_scale / lr_torch`` with ``kilostep_scale = 1024 * (1 + 1 /
+    (1 - momentum))``; our loss is the batch mean, whose gradient is ``batch_size`` times
+    smaller, so the same updates come from::
+
+        lr_torch = lr * batch_size / kilostep_scale
+        weight_decay_torch = wd / lr
+
+    Args:
+        lr: LR per 1,024 examples (airbench94: 11.5).
+        wd: weight decay per 1,024 examples (airbench94: 0.0153).
+        momentum: SGD (Nesterov) momentum in [0, 1) (airbench94: 0.85).
+        batch_size: images per step.
+
+    Returns:
+        ``(lr, weight_decay)`` for ``torch.optim.SGD`` on a batch-mean loss.
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.wd}, {"params": no_decay, "weight_decay": 0.0}]
+    kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+    return lr * batch_size / kilostep_scale, wd / lr
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: OptimConfig, batch_size: int = 1024
+) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam or AdamW over the model's trainable parameters.
+
+    By default weight decay is not applied to biases and normalization parameters (1-D
+    tensors), as in most modern CIFAR recipes (timm). With ``cfg.decoupled`` (SGD only) ``lr``
+    and ``wd`` are converted by :func:`torch_sgd_args` and every trainable tensor decays, as in
+    airbench94. Biases of normalization layers get ``cfg.bias_scaler`` times the LR and the
+    same decay per step (their ``weight_decay`` is divided by the scaler). The first parameter
+    group is always the main one (what ``LRSchedule.lr`` reports).
+
+    Args:
+        model: parameters with ``requires_grad`` at build time are optimized; a parameter frozen
+            later (its ``grad`` left None) is skipped by the step.
+        cfg: the optimizer section of the config.
+        batch_size: images per step (used by the decoupled conversion only).
+    """
+    norm_biases = {
+        id(m.bias)
+        for m in model.modules()
+        if isinstance(m, NORM_LAYERS) and getattr(m, "bias", None) is not None
+    }
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.decoupled:
+        lr, wd = torch_sgd_args(cfg.lr, cfg.wd, cfg.momentum, batch_size)
+        other = [p for p in params if id(p) not in norm_biases]
+        scaled = [p for p in params if id(p) in norm_biases]
+        groups = [
+            {"params": other, "lr": lr, "weight_decay": wd},
+            {"params": scaled, "lr": lr * cfg.bias_scaler, "weight_decay": wd / cfg.bias_scaler},
+        ]
+    else:
+        lr = cfg.lr
+        if cfg.bias_scaler == 1.0:
+            norm_biases = set()  # no group of their own: two groups, as before bias_scaler
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1 and id(p) not in norm_biases]
+        scaled = [p for p in params if id(p) in norm_biases]
+        groups = [
+            {"params": decay, "weight_decay": cfg.wd},
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": scaled, "lr": lr * cfg.bias_scaler, "weight_decay": 0.0},
+        ]
+    groups = [g for i, g in enumerate(groups) if i == 0 or g["params"]]
     # foreach=True: multi-tensor updates also on CPU (torch defaults to it on CUDA only);
     # the per-parameter Python loop cost ~8 % of a seed000_cnn step under Adam.
     if cfg.name == "sgd":
         return torch.optim.SGD(
             groups,
-            lr=cfg.lr,
+            lr=lr,
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
             foreach=True,
@@ -37,7 +112,10 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Opt
 class LRSchedule:
     """A torch LR scheduler plus when to step it.
 
-    * ``onecycle``: ``OneCycleLR`` over ``epochs * steps_per_epoch`` steps, stepped per batch.
+    * ``onecycle``: ``OneCycleLR`` over ``ceil(epochs * steps_per_epoch)`` steps, per batch.
+    * ``linear``: airbench94's schedule, per batch (``LambdaLR``): the LR factor rises linearly
+      from ``start_factor`` to 1 over the first ``int(pct_start * total)`` steps, then falls
+      linearly to ``end_factor`` at the last step (0.2 -> 1 over 23 %, then -> 0.07).
     * ``cosine``: ``CosineAnnealingLR`` per batch down to ``min_lr``, after an optional
       ``LinearLR`` warmup of ``warmup_epochs`` (chained with ``SequentialLR``).
     * ``step``: ``StepLR`` every ``step_size`` epochs, stepped per epoch.
@@ -52,21 +130,24 @@ class LRSchedule:
         self,
         optimizer: torch.optim.Optimizer,
         cfg: ScheduleConfig,
-        lr: float,
-        epochs: int,
+        epochs: float,
         steps_per_epoch: int,
     ):
         self.name = cfg.name
         self.optimizer = optimizer
-        total = max(1, epochs * steps_per_epoch)
-        self.per_batch = cfg.name in ("onecycle", "cosine")
+        total = total_steps(epochs, steps_per_epoch)
+        self.per_batch = cfg.name in ("onecycle", "cosine", "linear")
         self.scheduler: Any
-        if cfg.name == "onecycle" and total < 4:
+        if cfg.name == "linear":
+            self.scheduler = lr_scheduler.LambdaLR(
+                optimizer, LinearWarmupDecay(total, cfg.pct_start, cfg.start_factor, cfg.end_factor)
+            )
+        elif cfg.name == "onecycle" and total < 4:
             self.scheduler, self.per_batch = None, False  # too few steps for two phases
         elif cfg.name == "onecycle":
             self.scheduler = lr_scheduler.OneCycleLR(
                 optimizer,
-                max_lr=lr,
+                max_lr=[group["lr"] for group in optimizer.param_groups],
                 total_steps=total,
                 # each phase needs >= 1 step (OneCycleLR divides by the phase length)
                 pct_start=min(0.9, max(cfg.pct_start, 2.0 / total)),
@@ -124,3 +205,22 @@ class LRSchedule:
         """Restore from :meth:`state_dict`."""
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state)
+
+
+class LinearWarmupDecay:
+    """LR factor of airbench94's schedule at a step (a ``LambdaLR`` lambda).
+
+    ``start_factor -> 1`` linearly over the first ``int(total * pct_start)`` steps, then
+    ``1 -> end_factor`` linearly until step ``total`` (airbench94: 0.2, 0.23, 0.07).
+    """
+
+    def __init__(self, total: int, pct_start: float, start_factor: float, end_factor: float):
+        self.total, self.start_factor, self.end_factor = total, start_factor, end_factor
+        self.warmup = int(total * pct_start)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            frac = step / self.warmup
+            return self.start_factor * (1 - frac) + frac
+        frac = (step - self.warmup) / max(1, self.total - self.warmup)
+        return (1 - frac) + self.end_factor * frac

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -42,7 +43,10 @@ class RichProgress(Callback):
         if self.own:
             self.progress.start()
         self.epoch_task = self.progress.add_task(
-            f"{self.label} epochs", total=state.config.epochs, completed=state.epoch, info=""
+            f"{self.label} epochs",
+            total=math.ceil(state.config.epochs),
+            completed=state.epoch,
+            info="",
         )
         self.batch_task = self.progress.add_task("  batches", total=state.steps_per_epoch, info="")
         self._t0 = time.perf_counter()

@@ -32,6 +32,9 @@ EXPECTED = {
     "none": AugmentPlan(),
     "flip": AugmentPlan(flip_p=0.5),
     "flip-translate": AugmentPlan(flip_p=0.5, crop_pad=2),
+    "alternating-flip-translate": AugmentPlan(
+        flip_p=0.5, crop_pad=2, flip_mode="alternating", pad_mode="reflect"
+    ),
     "flip-crop": AugmentPlan(flip_p=0.5, crop_pad=4),
     "seed002": AugmentPlan(0.5, 4, (0.0625, 0.1, 15.0, 0.5), (16, 0.5), (0.2, 0.02, 0.5)),
     "seed003": AugmentPlan(0.5, 0, (0.0625, 0.1, 45.0, 0.5), (16, 0.5), None),

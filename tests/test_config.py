@@ -59,7 +59,7 @@ def test_to_flat_round_trip():
     )
     flat = cfg.to_flat()
     assert flat["optim.lr"] == 0.1 and flat["model.dropout"] == 0.25
-    assert flat["data.data_dir"] == "/x" and flat["tta"] is True
+    assert flat["data.data_dir"] == "/x" and flat["tta"] == 1  # true = level 1 (mirror)
     assert all(not isinstance(v, dict) for v in flat.values())
     assert TrainConfig.from_dict(flat) == cfg
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
@@ -83,8 +83,10 @@ def test_unknown_keys_are_named(values, key):
 def test_wrong_type_names_key_and_value():
     message = _error({"optim.lr": "abc"})
     assert message.startswith("optim.lr:") and "'abc'" in message
-    message = _error({"epochs": 1.5})
-    assert "epochs" in message and "1.5" in message
+    message = _error({"batch_size": 1.5})
+    assert "batch_size" in message and "1.5" in message
+    message = _error({"epochs": "ten"})
+    assert "epochs" in message and "'ten'" in message
 
 
 @pytest.mark.parametrize(
@@ -139,7 +141,7 @@ def test_model_hparams_are_typed_like_their_defaults():
     ("key", "value", "allowed"),
     [
         ("optim.name", "rmsprop", "'sgd', 'adam' or 'adamw'"),
-        ("schedule.name", "exp", "'onecycle', 'cosine', 'plateau', 'step' or 'constant'"),
+        ("schedule.name", "exp", "'onecycle', 'linear', 'cosine', 'plateau', 'step' or 'constant'"),
         ("amp", "maybe", "'auto', 'on' or 'off'"),
         ("data.dataset", "mnist", "'cifar10' or 'cifar100'"),
     ],
@@ -275,6 +277,6 @@ def test_yaml_with_bad_value_fails_at_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lrr: 0.1\n")
     assert _load_error(path) == (
-        "unknown key 'optim.lrr'; allowed: name, lr, momentum, nesterov, wd, label_smoothing, "
-        "grad_clip"
+        "unknown key 'optim.lrr'; allowed: name, lr, momentum, nesterov, wd, decoupled, "
+        "bias_scaler, lookahead_steps, lookahead_decay, label_smoothing, grad_clip"
     )

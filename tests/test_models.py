@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_PARAMS = {
     "airbench": 1_166_496,
     "airbench_small": 292_944,
+    "airbench94": 1_971_352,  # plus 1,440 frozen (whitening and BatchNorm weights)
     "cifarnet": 174_762,  # seed002 README: "174,762 parameters"
     "compact200k": 144_736,
     "resnet18": 11_181_642,
@@ -80,9 +81,14 @@ def test_backward_reaches_every_parameter(name: str) -> None:
     model = create_model(name)
     loss = nn.functional.cross_entropy(model(_batch()), torch.tensor([0, 1]))
     loss.backward()
-    for pname, p in model.named_parameters():
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    for pname, p in trainable:
         assert p.grad is not None, f"{name}.{pname} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{name}.{pname} has a non-finite gradient"
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:  # frozen by design (airbench94's whitening, BN weights)
+            assert p.grad is None, f"{name}.{pname} is frozen but got a gradient"
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

@@ -305,7 +305,7 @@ def test_shipped_recipes_match_the_seed_readmes(tmp_path):
     seed002 = by_name["seed002-cifarnet"].config
     assert seed002["optim.grad_clip"] == 1.0 and seed002["schedule.name"] == "cosine"
     assert by_name["seed003-resnet18"].config["schedule.div_factor"] == 100
-    assert by_name["airbench-guide"].config["tta"] is True
+    assert by_name["airbench-guide"].config["tta"] == 1
     assert by_name["baseline-best"].study == "baseline"
     assert "unknown study 'baseline'" in full["baseline study"].skip
 

@@ -5,7 +5,7 @@ CPU and works with ``memory_format=torch.channels_last``. This package imports o
 torchvision (never optuna, mlflow or typer), so the training core can depend on it.
 """
 
-from . import reference, seeds  # noqa: F401  (importing registers the models)
+from . import airbench94, reference, seeds  # noqa: F401  (importing registers the models)
 from .registry import (
     ModelInfo,
     UnknownModelError,

@@ -46,9 +46,10 @@ class Reported(_Strict):
 
 
 class BudgetCap(_Strict):
-    """A recipe's default CPU budget: epochs and share of the training split."""
+    """A recipe's default CPU budget: epochs (fractions allowed) and share of the training
+    split."""
 
-    epochs: int = Field(ge=1)
+    epochs: int | float = Field(gt=0)
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
 
 
@@ -57,7 +58,7 @@ class Recipe(_Strict):
 
     name: str = Field(min_length=1)
     project: str
-    epochs: int = Field(ge=1)
+    epochs: int | float = Field(gt=0)
     cpu: BudgetCap
     reported: Reported | None = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -100,6 +101,26 @@ class RecipeBook(_Strict):
             return with_overrides(config, dict(overrides)) if overrides else config
         except ConfigError as err:
             raise ConfigError(f"recipe {recipe.name!r}: {err}") from None
+
+
+def recipe_config(name: str, path: str | Path = RECIPES_FILE) -> TrainConfig:
+    """The full config of recipe ``name`` (``defaults`` + its ``config``), for
+    ``cifar-hpo train --recipe NAME``.
+
+    Raises:
+        ConfigError: an unknown name (listing the recipes), or a recipe that takes its config
+            from a study (train those with ``cifar-hpo reproduce --only NAME``).
+    """
+    book = load_recipes(path)
+    recipe = next((r for r in book.recipes if r.name == name), None)
+    if recipe is None:
+        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(book.names())}")
+    if recipe.study is not None:
+        raise ConfigError(
+            f"recipe {name!r} takes its config from study {recipe.study!r}; "
+            f"train it with: cifar-hpo reproduce --only {name}"
+        )
+    return book.base_config(recipe)
 
 
 def load_recipes(path: str | Path = RECIPES_FILE) -> RecipeBook:

@@ -14,9 +14,7 @@ batch goes on. The table and plots are then written from what MLflow holds, not 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from cifar_hpo.data import CifarData, DatasetError, load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import DIVERGED, Result, make_splits, train
 from cifar_hpo.models import count_macs, count_parameters, create_model
+from cifar_hpo.provenance import git_commit, host_text
 from cifar_hpo.reproduce.recipes import (
     RECIPES_FILE,
     Budget,
@@ -358,44 +357,6 @@ def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dic
         "cifar_hpo.host": host_text(),
         "cifar_hpo.started": _now_text(),
     }
-
-
-def git_commit(folder: str | Path = ".") -> str:
-    """``git rev-parse --short HEAD`` of ``folder`` (``+ uncommitted changes`` when tracked
-    files differ), or ``unknown`` outside a repository."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", "-C", str(folder), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return out.stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head} + uncommitted changes" if dirty else head
-
-
-def host_text() -> str:
-    """CPU model and core count, plus the GPU when CUDA is available."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-    if torch.cuda.is_available():
-        text += f"; GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def _now_text() -> str:

@@ -99,7 +99,7 @@ def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = No
         class_names=state["class_names"],
         mean=state["mean"],
         std=state["std"],
-        tta=bool(config.get("tta", False)),
+        tta=int(config.get("tta", 0)),
         metadata={
             "model": config["model"]["name"],
             "study": best.study,
