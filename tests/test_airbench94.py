@@ -397,3 +397,23 @@ def test_airbench94_run_resumes_exactly(tiny_data, tmp_path):
     for name, value in full.model.state_dict().items():
         assert torch.equal(value, resumed_state[name]), name
     assert not resumed.model.whiten.bias.requires_grad  # frozen after epoch 2
+
+
+def test_exported_model_applies_tta_level_2(tmp_path):
+    from cifar_hpo.export import export_classifier, load_classifier
+
+    torch.manual_seed(0)
+    model = create_model("airbench94", width=0.125).eval()
+    model.init_from_data(torch.randn(64, 3, 32, 32))
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    path = export_classifier(
+        model, tmp_path / "m.pt", class_names=[str(i) for i in range(10)], mean=mean, std=std, tta=2
+    )
+    program, meta = load_classifier(path)
+    assert meta["tta"] == 2
+    x = torch.rand(3, 3, 32, 32)
+    normalized = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = tta_logits(model, normalized, 2)
+        torch.testing.assert_close(program(x), expected, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(expected, model(normalized), atol=1e-4)

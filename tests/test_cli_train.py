@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import fails_with, tiny_config
 from synthetic import make_archive, write_class_folders
 from typer.testing import CliRunner
@@ -297,3 +298,37 @@ def test_console_script_in_a_subprocess(data_dir):
     assert proc.returncode == 0, proc.stderr
     assert "cifar10: 300 train / 100 test" in proc.stdout
     assert "airplane" in proc.stdout and str(data_dir) in proc.stdout
+
+
+def test_train_recipe_then_overrides(data_dir, tmp_path):
+    out = tmp_path / "runs"
+    result = _invoke(
+        "train",
+        "--recipe",
+        "airbench94",
+        "--epochs",
+        "1.5",
+        "--out",
+        out,
+        "--no-progress",
+        "--set",
+        "model.width=0.125",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "data.val_fraction=0.1",
+        *FAST,
+    )
+    assert result.exit_code == 0, result.output
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    history = json.loads((folder / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]  # 1.5 epochs: 4 steps of 64, then 2
+    assert history[-1]["images_seen"] == 6 * 64
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    assert saved["model"] == {"name": "airbench94", "width": 0.125}
+    assert saved["optim"]["decoupled"] is True and saved["optim"]["lookahead_steps"] == 5
+    assert saved["tta"] == 2 and saved["epochs"] == 1.5 and saved["batch_size"] == 64
+
+
+def test_train_unknown_recipe_is_one_line(data_dir, tmp_path):
+    fails_with(_invoke("train", "--recipe", "nope", "--out", tmp_path), "unknown recipe 'nope'")

@@ -472,3 +472,39 @@ def test_pruning_benchmark_runs_both_studies(tmp_path, data_dir):
     assert c["reached"] and 0 < c["share_to_reach"] <= 1
     assert c["images_to_reach"] <= p["images"]
     assert out.is_file() and "comparison" in out.read_text()
+
+
+def test_fractional_epochs_show_in_the_epochs_cell():
+    from cifar_hpo.reproduce.table import Row, epochs_cell
+
+    def row(run, source, budget):
+        return Row(
+            "r",
+            "airbench94",
+            0,
+            "p",
+            "completed",
+            "",
+            "airbench94",
+            "cifar10",
+            source,
+            budget,
+            1.0,
+            "cpu",
+            {"epochs_run": run},
+            None,
+        )
+
+    assert epochs_cell(row(9.92, 9.9, 9.9)) == "9.92 / 9.9"  # 476 steps of 48 per epoch
+    assert epochs_cell(row(3.0, 9.9, 9.9)) == "3 of 9.9 / 9.9"  # stopped early
+    assert epochs_cell(row(2.0, 250, 2)) == "2 / 250"
+
+
+def test_recipe_config_for_train_and_its_errors():
+    from cifar_hpo.reproduce.recipes import recipe_config
+
+    assert recipe_config("airbench94", ROOT / "sweeps" / "recipes.yaml").model.name == "airbench94"
+    with pytest.raises(ConfigError, match=r"unknown recipe 'nope'; recipes: seed000-cnn, "):
+        recipe_config("nope", ROOT / "sweeps" / "recipes.yaml")
+    with pytest.raises(ConfigError, match="takes its config from study 'baseline'"):
+        recipe_config("baseline-best", ROOT / "sweeps" / "recipes.yaml")

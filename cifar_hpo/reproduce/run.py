@@ -261,7 +261,13 @@ def _summary_metrics(result: Result, train_images: int) -> list[Metric]:
         prev = row["images_seen"]
         if row.get("images_per_sec"):
             seconds += images / row["images_per_sec"]
-    values = {"epochs_run": float(len(result.history)), "train_images": float(train_images)}
+    # epochs in optimizer steps, so a fractional run (airbench94: 9.9) shows as such
+    batch = min(result.config.batch_size, train_images) or 1
+    epoch_images = (train_images // batch) * batch or 1
+    epochs_run = float(len(result.history))
+    if result.history and result.images_seen % epoch_images:
+        epochs_run = round(result.images_seen / epoch_images, 2)
+    values = {"epochs_run": epochs_run, "train_images": float(train_images)}
     if seconds > 0:
         values["train_images_per_sec"] = prev / seconds
         values["train_seconds"] = seconds

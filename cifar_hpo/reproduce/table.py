@@ -68,8 +68,8 @@ class Row:
     reason: str
     model: str | None
     dataset: str | None
-    source_epochs: int | None
-    budget_epochs: int | None
+    source_epochs: int | float | None
+    budget_epochs: int | float | None
     train_fraction: float | None
     device: str
     metrics: dict[str, float]
@@ -138,6 +138,12 @@ def _row(run) -> Row:
     def _int(text: str | None) -> int | None:
         return int(text) if text not in (None, "") else None
 
+    def _epochs(text: str | None) -> int | float | None:
+        if text in (None, ""):
+            return None
+        value = float(text)
+        return int(value) if value.is_integer() else value
+
     reported = None
     if tags.get("cifar_hpo.reported_metric"):
         reported = {
@@ -155,8 +161,8 @@ def _row(run) -> Row:
         reason=tags.get("cifar_hpo.reason", ""),
         model=params.get("model.name"),
         dataset=params.get("data.dataset"),
-        source_epochs=_int(tags.get("cifar_hpo.source_epochs")),
-        budget_epochs=_int(tags.get("cifar_hpo.budget_epochs")),
+        source_epochs=_epochs(tags.get("cifar_hpo.source_epochs")),
+        budget_epochs=_epochs(tags.get("cifar_hpo.budget_epochs")),
         train_fraction=float(fraction) if fraction else None,
         device=tags.get("cifar_hpo.device", ""),
         metrics=dict(run.data.metrics),
@@ -197,9 +203,9 @@ def epochs_cell(row: Row) -> str:
     seed = "-" if row.source_epochs is None else str(row.source_epochs)
     if run is None:
         return f"- / {seed}"
-    text = f"{int(run)} / {seed}"
-    if row.budget_epochs is not None and int(run) < row.budget_epochs:
-        text = f"{int(run)} of {row.budget_epochs} / {seed}"
+    text = f"{run:g} / {seed}"
+    if row.budget_epochs is not None and run < row.budget_epochs - 0.05:
+        text = f"{run:g} of {row.budget_epochs} / {seed}"
     return text
 
 
