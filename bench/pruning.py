@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -49,8 +50,11 @@ from rich.table import Table
 from cifar_hpo.callbacks import Callback
 from cifar_hpo.config import parse_overrides, with_overrides
 from cifar_hpo.data import load_dataset
+from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import train
 from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.provenance import stamp
+from cifar_hpo.reproduce.table import rewrite_readme
 from cifar_hpo.sweep.runner import METRIC_KEYS, PruningCallback
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec, suggest
 
@@ -236,6 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=None, help="dataset folder [$CIFAR_HPO_DATA_DIR, data/]")
     p.add_argument("--json", default=str(ROOT / "bench" / "results" / "pruning.json"))
     p.add_argument("--order", choices=("unpruned-first", "pruned-first"), default="unpruned-first")
+    p.add_argument("--readme", default=None, help="rewrite this README's RESULTS:pruning block")
     return p.parse_args(argv)
 
 
@@ -292,7 +297,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print_summary(console, summary)
     if args.json:
         console.print(f"wrote {args.json}")
+    if args.readme:
+        command = "python bench/pruning.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        device = resolve_device(base.device)
+        text = render_block(summary, stamp(command.strip(), device, amp_enabled(device, base.amp)))
+        rewrite_readme(args.readme, text, "pruning")
+        console.print(f"rewrote the pruning block of {args.readme}")
     return summary
+
+
+def render_block(s: dict[str, Any], stamp_text: str) -> str:
+    """README ``RESULTS:pruning`` block: both studies side by side, the compute share and the
+    provenance stamp."""
+    u, p, c = s["unpruned"], s["pruned"], s["comparison"]
+    pct = "{:.2%}"
+    rows = [
+        (
+            "complete / pruned / failed",
+            *("{COMPLETE} / {PRUNED} / {FAIL}".format(**r["counts"]) for r in (u, p)),
+        ),
+        ("training images", _num(u["images"]), _num(p["images"])),
+        ("wall minutes", _num(u["seconds"] / 60, "{:.1f}"), _num(p["seconds"] / 60, "{:.1f}")),
+        (f"best {s['metric']}", _num(u["best_value"], pct), _num(p["best_value"], pct)),
+        (
+            "images until the unpruned best (pruned: until within the tolerance of it)",
+            _num(u["images_to_best"]),
+            _num(c.get("images_to_reach")),
+        ),
+    ]
+    lines = [
+        f"`{s['study']}` space, {s['trials']} trials per study, {s['epochs']} epochs on "
+        f"{100 * s['train_fraction']:g} % of the training split, sampler {s['sampler']} "
+        f"(seed {s['sampler_seed']}), {s['enqueued']} enqueued configs:",
+        "",
+        f"| | no pruning | {s['pruner']['name']} |",
+        "|---|---:|---:|",
+        *(f"| {a} | {b} | {d} |" for a, b, d in rows),
+        "",
+    ]
+    if c.get("reached"):
+        met = "met" if c["meets_target"] else "not met"
+        lines.append(
+            f"The pruned study came within {c['tolerance']:.3f} of the unpruned best with "
+            f"**{c['share_to_reach']:.1%}** of its compute (target <= {TARGET_SHARE:.0%}: "
+            f"{met}); the whole pruned study used {c['total_share']:.1%}."
+        )
+    else:
+        lines.append("The pruned study never came within the tolerance of the unpruned best.")
+    return "\n".join([*lines, "", stamp_text])
 
 
 def _num(x, fmt: str = "{:,}") -> str:

@@ -446,6 +446,8 @@ def test_pruning_benchmark_runs_both_studies(tmp_path, data_dir):
     bench = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(bench)
     out = tmp_path / "p.json"
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- RESULTS:pruning -->\nold\n<!-- /RESULTS:pruning -->\n")
     s = bench.main(
         [
             "--study",
@@ -456,8 +458,16 @@ def test_pruning_benchmark_runs_both_studies(tmp_path, data_dir):
             "1.0",
             "--json",
             str(out),
+            "--readme",
+            str(readme),
         ]
     )
+    text = readme.read_text()
+    assert "old" not in text
+    counts = "{COMPLETE} / {PRUNED} / {FAIL}"
+    assert f"| complete / pruned / failed | {counts.format(**s['unpruned']['counts'])} | " in text
+    assert "Command: `python bench/pruning.py --study" in text and "commit `" in text
+    assert "Machine: " in text and "precision fp32" in text
     u, p = s["unpruned"], s["pruned"]
     assert u["counts"]["PRUNED"] == 0 and len(u["trials"]) == len(p["trials"]) == 4
     # same sampler seed: the same configs in the same order

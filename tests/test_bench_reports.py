@@ -1,0 +1,136 @@
+"""README blocks written by the benchmark scripts: content, verdicts and provenance stamps."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+README = "# x\n\nbefore\n\n<!-- RESULTS:{name} -->\nstale\n<!-- /RESULTS:{name} -->\n\nafter\n"
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _seed(seed: int, acc: float) -> dict:
+    return {
+        "seed": seed,
+        "status": "completed",
+        "test_acc": acc,
+        "test_top5": 0.999,
+        "minutes": 44.0,
+        "train_minutes": 42.0,
+        "images_per_sec": 190.0,
+        "images_seen": 487_424,
+        "epochs_run": 10,
+    }
+
+
+@pytest.mark.parametrize(
+    ("accs", "verdict"),
+    [
+        ([0.9390], "not decided (needs 2 seeds)"),
+        ([0.9390, 0.9372], "met"),  # mean 93.81 %, min 93.72 %
+        ([0.9420, 0.9345], "not met"),  # mean 93.83 % but one seed below 93.5 %
+        ([0.9370, 0.9375], "not met"),  # mean below 93.8 %
+    ],
+)
+def test_recipe_check_block_states_the_verdict(accs, verdict):
+    bench = _bench("recipe_check")
+    seeds = [_seed(i, a) for i, a in enumerate(accs)]
+    report = {
+        "recipe": "airbench94",
+        "epochs": 9.9,
+        "tta": 2,
+        "train_images": 50_000,
+        "seeds_asked": [0, 1],
+        "seeds": seeds,
+        "summary": bench.summarize(seeds),
+        "command": "python bench/recipe_check.py",
+        "stamp": "Command: `x`; stamp",
+    }
+    text = bench.render(report)
+    assert f": {verdict})" in text
+    assert f"| 0 | {100 * accs[0]:.2f} % | 99.90 % | 44.0 | 190 |" in text
+    assert f"{len(accs)} of 2 seeds done" in text and text.endswith("Command: `x`; stamp")
+
+
+def test_throughput_block_has_ratios_and_stamp(tmp_path):
+    bench = _bench("throughput")
+    summary = {
+        "compute": 200.0,
+        "ours": 194.0,
+        "seed_style": 90.0,
+        "ours_vs_compute": 0.97,
+        "seed_vs_compute": 0.45,
+        "ours_vs_seed": 2.16,
+        "cpu_ms_per_image": {"compute": 10.0, "ours": 10.3, "seed_style": 25.0},
+    }
+    results = {
+        "model": "airbench94",
+        "batch_size": 1024,
+        "policy": "alternating-flip-translate",
+        "threads": 2,
+        "rounds": [{}, {}],
+        "summary": summary,
+    }
+    text = bench.render_block(
+        results, "python bench/throughput.py --recipe airbench94", torch.device("cpu"), False
+    )
+    assert (
+        "| ours (uint8 cache + batch augmentation + `engine.train`) | 194 | 0.97x | 10.30 |" in text
+    )
+    assert "Ours / pure compute **0.97x** (target >= 0.95x: met)" in text
+    assert "ours / seed-style **2.16x** (target >= 1.5x: met)" in text
+    assert "Command: `python bench/throughput.py --recipe airbench94`" in text
+    assert "CPU features: " in text and "device cpu, precision fp32" in text
+
+
+def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    t0 = datetime.datetime(2026, 12, 1, 10, 0, 0)
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)}
+    states = [
+        (TrialState.COMPLETE, 0.81),
+        (TrialState.PRUNED, None),
+        (TrialState.COMPLETE, 0.86),
+        (TrialState.FAIL, None),
+    ]
+    for k, (state, value) in enumerate(states):
+        study.add_trial(
+            FrozenTrial(
+                number=k,
+                trial_id=k,
+                state=state,
+                value=value,
+                datetime_start=t0 + datetime.timedelta(minutes=10 * k),
+                datetime_complete=t0 + datetime.timedelta(minutes=10 * k + 7),
+                params={"optim.lr": 0.01 * (k + 1)},
+                distributions=dist,
+                user_attrs={"test_acc": 0.855, "registry_version": "3"} if value == 0.86 else {},
+                system_attrs={},
+                intermediate_values={},
+            )
+        )
+    readme = tmp_path / "README.md"
+    readme.write_text(README.format(name="sweep"))
+    bench = _bench("sweep_report")
+    report = bench.main(["--study", "s", "--storage", storage, "--readme", str(readme)])
+    assert report["counts"]["COMPLETE"] == 2 and report["best"]["number"] == 2
+    text = readme.read_text()
+    assert "stale" not in text and "before" in text and "after" in text
+    assert "**37 min** wall time, **2 complete, 1 pruned, 1 failed** trials" in text
+    assert "Champion: trial 2, validation **86.00 %**, test **85.50 %**" in text
+    assert "version 3" in text and "`optim.lr` 0.03" in text
+    assert "Command: `python bench/sweep_report.py --study s --storage" in text
