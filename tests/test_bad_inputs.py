@@ -220,13 +220,17 @@ CATALOGUE = [
     (
         "unknown scheduler (sweep)",
         _sweep("bad_scheduler"),
-        ["schedule.name", "'onecycle', 'cosine', 'plateau', 'step' or 'constant'", "'warmup'"],
+        [
+            "schedule.name",
+            "'onecycle', 'linear', 'cosine', 'plateau', 'step' or 'constant'",
+            "'warmup'",
+        ],
         {},
     ),
     (
         "unknown scheduler (train)",
         ["train", "--scheduler", "warmup", "--out", "runs_new"],
-        ["schedule.name", "'onecycle', 'cosine'", "(got 'warmup')"],
+        ["schedule.name", "'onecycle', 'linear', 'cosine'", "(got 'warmup')"],
         {},
     ),
     (
