@@ -7,7 +7,8 @@ DATASET ?= ../shared/datasets/cifar10-jpeg.tar.gz
 STUDY  ?= baseline
 TRIALS ?= 50
 
-.PHONY: install test lint data train recipe-check sweep best reproduce-readme-table bench clean
+.PHONY: install test lint data train recipe-check sweep best reproduce-readme-table bench clean \
+	delete-studies-and-mlflow-runs
 
 install: $(STAMP)
 
@@ -67,5 +68,12 @@ reproduce-readme-table: data
 bench: install
 	$(BIN)/python bench/throughput.py
 
+# The venv and caches only: studies, MLflow runs, registered models and run folders stay.
 clean:
-	rm -rf $(VENV) runs studies/*.db mlflow.db mlruns/[0-9]* model.pt
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Deletes every Optuna study, the MLflow database (runs, Model Registry) and all artifacts, run
+# folders and the exported model: what `make clean` used to do. Cannot be undone.
+delete-studies-and-mlflow-runs:
+	rm -rf runs studies/*.db studies/*.log mlflow.db mlruns/[0-9]* mlruns/models model.pt
