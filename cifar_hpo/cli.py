@@ -329,7 +329,7 @@ StorageOpt = Annotated[
 def sweep_cmd(
     study: Annotated[str, typer.Option(help="Study name: sweeps/<study>.yaml.")],
     trials: Annotated[
-        int | None, typer.Option(min=1, help="Trials to add (shared out among --workers).")
+        int | None, typer.Option(help="Trials to add (shared out among --workers), >= 1.")
     ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting trials after S seconds.")
@@ -365,6 +365,10 @@ def sweep_cmd(
 
     if trials is None and timeout is None:
         raise UserError("give --trials N and/or --timeout SECONDS")
+    if trials is not None and trials < 1:
+        raise UserError(f"--trials must be a whole number >= 1, got {trials}")
+    if timeout is not None and not timeout > 0:
+        raise UserError(f"--timeout must be a number of seconds > 0, got {timeout:g}")
     # MLflow's client prints a "View run" URL for every run it ends on a tracking server
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     overrides = parse_overrides(set_ or [])
@@ -420,6 +424,29 @@ def sweep_cmd(
             highlight=False,
         )
         raise typer.Exit(1)
+    failed = all_new_trials_failed(outcome.study, outcome.new_trials)
+    if failed:
+        err_console.print(
+            f"[bold red]error:[/] all {failed[0]} new trials failed: {'; '.join(failed[1])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def all_new_trials_failed(study, numbers: list[int]) -> tuple[int, list[str]] | None:
+    """``(count, distinct fail reasons)`` when every trial in ``numbers`` ended FAIL, else
+    None (also when no trial ran)."""
+    from optuna.trial import TrialState
+
+    from cifar_hpo.sweep.runner import FAIL_REASON_ATTR
+
+    wanted = set(numbers)
+    new = [t for t in study.get_trials(deepcopy=False) if t.number in wanted]
+    if not new or any(t.state != TrialState.FAIL for t in new):
+        return None
+    reasons = {t.user_attrs.get(FAIL_REASON_ATTR) or "see the trial's MLflow run" for t in new}
+    return len(new), sorted(reasons)
 
 
 @app.command("studies")

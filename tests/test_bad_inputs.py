@@ -337,6 +337,18 @@ CATALOGUE = [
         {},
     ),
     (
+        "negative trial count",
+        ["sweep", "--study", "keep", "--trials", "-3"],
+        ["--trials must be a whole number >= 1, got -3"],
+        {},
+    ),
+    (
+        "negative timeout",
+        ["sweep", "--study", "keep", "--trials", "1", "--timeout", "-5"],
+        ["--timeout must be a number of seconds > 0, got -5"],
+        {},
+    ),
+    (
         "unknown storage URL",
         ["studies", "--storage", "foo://bar"],
         ["'foo://bar'", "expected sqlite:///FILE, postgresql://HOST/DB or journal:FILE"],

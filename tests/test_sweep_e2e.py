@@ -333,3 +333,20 @@ def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_d
     # same history as an uninterrupted run of the same config
     full = train(config, tiny_data)
     assert retry.value == pytest.approx(full.val.metrics["acc"])
+
+
+def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
+    import cifar_hpo.sweep.runner as sweep_runner
+
+    def broken_train(config, data, callbacks=(), **kwargs):
+        raise RuntimeError("CUDA error: device-side assert (simulated)")
+
+    monkeypatch.setattr(sweep_runner, "train", broken_train)
+    write_spec("broken")
+    result = runner.invoke(app, ["sweep", "--study", "broken", "--trials", "2", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        "error: all 2 new trials failed: RuntimeError: CUDA error: device-side assert (simulated)"
+    ], result.stderr
+    assert [t.state.name for t in load("broken").trials] == ["FAIL", "FAIL"]
