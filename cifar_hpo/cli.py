@@ -351,6 +351,13 @@ def sweep_cmd(
         ),
     ] = 1,
     worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    allow_space_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-space-change",
+            help="Continue an existing study although its search space changed.",
+        ),
+    ] = False,
 ) -> None:
     """Run (or resume) an Optuna study; every trial is a nested MLflow run.
 
@@ -385,6 +392,7 @@ def sweep_cmd(
             data_dir=data_dir,
             sets=set_ or [],
             console=console,
+            allow_space_change=allow_space_change,
         )
     else:
         interrupt_on_sigterm()
@@ -400,6 +408,7 @@ def sweep_cmd(
             console=console,
             show_progress=progress,
             worker_index=worker_index,
+            allow_space_change=allow_space_change,
         )
     counts = state_counts(outcome.study)
     best = best_trial(outcome.study)

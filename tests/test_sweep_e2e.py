@@ -350,3 +350,32 @@ def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
         "error: all 2 new trials failed: RuntimeError: CUDA error: device-side assert (simulated)"
     ], result.stderr
     assert [t.state.name for t in load("broken").trials] == ["FAIL", "FAIL"]
+
+
+def test_changed_search_space_is_refused_unless_allowed(project):
+    from helpers import fails_with
+
+    from cifar_hpo.sweep.runner import SPACE_ATTR, open_study
+    from cifar_hpo.sweep.spec import SweepSpecError, load_spec
+
+    write_spec("space")
+    open_study("space", load_spec("space"), default_storage_url())  # created with TINY's space
+    recorded = load("space").user_attrs[SPACE_ATTR]
+    assert recorded["optim.lr"]["high"] == 0.1
+    changed = json.loads(json.dumps(TINY["space"]))
+    changed["optim.lr"]["high"] = 0.5
+    changed["optim.wd"] = {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}
+    write_spec("space", space=changed)
+    result = runner.invoke(app, ["sweep", "--study", "space", "--trials", "1", "--no-progress"])
+    fails_with(
+        result,
+        "study 'space' exists with another search space",
+        "(differs in: optim.lr, optim.wd)",
+        "--allow-space-change",
+    )
+    assert load("space").trials == []  # nothing ran
+    with pytest.raises(SweepSpecError):
+        open_study("space", load_spec("space"), default_storage_url())
+    open_study("space", load_spec("space"), default_storage_url(), allow_space_change=True)
+    assert load("space").user_attrs[SPACE_ATTR]["optim.lr"]["high"] == 0.5
+    open_study("space", load_spec("space"), default_storage_url())  # the new one is recorded

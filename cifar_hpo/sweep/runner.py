@@ -14,6 +14,7 @@ study's one parent run.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import socket
@@ -53,6 +54,8 @@ from cifar_hpo.tracking import (
 DEFAULT_STORAGE_DIR = Path("studies")
 RUN_ID_ATTR = "mlflow_run_id"
 FAIL_REASON_ATTR = "fail_reason"
+#: study user attribute holding the search space it was created with (JSON of the spec's space)
+SPACE_ATTR = "search_space"
 WORKER_ATTR = "worker"  # {"host", "pid", "started", "trial"}: who runs the trial
 HEARTBEAT_ENV = ("CIFAR_HPO_HEARTBEAT_INTERVAL", 30)  # seconds between a trial's heartbeats
 GRACE_ENV = ("CIFAR_HPO_HEARTBEAT_GRACE", 90)  # seconds without one before a trial is stale
@@ -408,8 +411,12 @@ def open_study(
     storage: str | optuna.storages.BaseStorage | None = None,
     seed: int | None = None,
     worker_index: int | None = None,
+    allow_space_change: bool = False,
 ) -> optuna.Study:
     """Create or load (``load_if_exists``) the study.
+
+    An existing study must have the spec's search space (recorded at creation); a changed one is
+    refused (:func:`check_search_space`) unless ``allow_space_change``, which records the new one.
 
     The sampler seed is offset by the number of existing trials, so a resumed study does not
     repeat its first random samples, and per worker, so parallel workers do not repeat each
@@ -447,10 +454,35 @@ def open_study(
             f"study {study_name!r} exists with direction {study.direction.name.lower()}, "
             f"but the spec says {spec.objective.direction}"
         )
+    check_search_space(study, spec, allow_space_change)
     if n_existing == 0:
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def check_search_space(study: optuna.Study, spec: SweepSpec, allow_change: bool = False) -> None:
+    """Record the spec's search space on ``study``, or refuse a study created with another one.
+
+    Studies from before the space was recorded take the current one.
+
+    Raises:
+        SweepSpecError: the recorded space differs (names the parameters) and ``allow_change``
+            is False.
+    """
+    space = json.loads(
+        json.dumps({name: p.model_dump(mode="json") for name, p in spec.space.items()})
+    )
+    recorded = study.user_attrs.get(SPACE_ATTR)
+    if recorded == space:
+        return
+    if recorded is not None and not allow_change:
+        differ = sorted(k for k in {*recorded, *space} if recorded.get(k) != space.get(k))
+        raise SweepSpecError(
+            f"study {study.study_name!r} exists with another search space (differs in: "
+            f"{', '.join(differ)}); use a new study name, or --allow-space-change to continue it"
+        )
+    study.set_user_attr(SPACE_ATTR, space)
 
 
 @dataclass
@@ -475,6 +507,7 @@ def prepare_sweep(
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
     worker_index: int | None = None,
+    allow_space_change: bool = False,
 ) -> PreparedSweep:
     """Validate the spec, load the data, open the study, recover from killed workers (fail their
     stale trials, then close their MLflow runs) and get the study's one parent run.
@@ -491,7 +524,7 @@ def prepare_sweep(
         base = with_overrides(base, overrides)
     data = load_dataset(base.data.dataset, base.data.data_dir or data_dir)
     store = make_storage(storage)
-    study = open_study(study_name, spec, store, seed, worker_index)
+    study = open_study(study_name, spec, store, seed, worker_index, allow_space_change)
     tracker = Tracker(tracking_uri)
     fail_stale_trials(study, store)
     reconcile_runs(study, tracker)
@@ -524,6 +557,7 @@ def run_sweep(
     console: Console | None = None,
     show_progress: bool = True,
     worker_index: int | None = None,
+    allow_space_change: bool = False,
 ) -> SweepOutcome:
     """Run ``n_trials`` more trials (or until ``timeout`` seconds) of ``sweeps/<study>.yaml``.
 
@@ -544,6 +578,7 @@ def run_sweep(
         tracking_uri=tracking_uri,
         overrides=overrides,
         worker_index=worker_index,
+        allow_space_change=allow_space_change,
     )
     study, tracker, parent = prep.study, prep.tracker, prep.parent_run_id
     progress = _sweep_progress(console) if show_progress else None

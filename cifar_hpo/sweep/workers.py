@@ -253,6 +253,7 @@ def run_sweep_workers(
     data_dir: str | Path | None = None,
     sets: list[str] | None = None,
     console: Console,
+    allow_space_change: bool = False,
 ) -> SweepOutcome:
     """``cifar-hpo sweep --workers K``: check the spec, data and storage and create the study
     and its MLflow parent run here, once; then run K worker processes (``sweep --workers 1``)
@@ -274,6 +275,7 @@ def run_sweep_workers(
         sweeps_dir=sweeps_dir,
         data_dir=data_dir,
         overrides=parse_overrides(sets),
+        allow_space_change=allow_space_change,  # the workers then find the new space recorded
     )
     before = {t.number for t in prep.study.get_trials(deepcopy=False)}
     shares = split_trials(trials, workers)
