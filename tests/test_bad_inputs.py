@@ -124,6 +124,8 @@ def keep(tmp_path_factory):
             "src_wrong", names=[f"class{i}" for i in range(10)], n_train=1, n_test=1
         )
         make_archive("src_wrong", "wrong_folders.tar")
+        write_class_folders("src_seven", num_classes=7, n_train=1, n_test=1)
+        make_archive("src_seven", "seven_classes.tar")
         whole = Path("runs/keep/checkpoint.pt").read_bytes()
         Path("truncated.pt").write_bytes(whole[: len(whole) // 2])
         Path("garbage.pt").write_bytes(b"not a checkpoint " * 40)
@@ -280,6 +282,15 @@ CATALOGUE = [
         "unreadable image",
         ["data", "import", "corrupt_image.tar"],
         ["cannot decode image", "train/cat/0000.jpg", "corrupt_image.tar"],
+        {},
+    ),
+    (
+        "wrong number of class folders",
+        ["data", "import", "seven_classes.tar"],
+        [
+            "has 7 classes; expected 10 (cifar10) or 100 (cifar100)",
+            "(class folders apple, aquarium_fish, ",
+        ],
         {},
     ),
     (

@@ -306,7 +306,7 @@ def class_folder_labels(
     """
     folders = sorted(folders)
     if name is None:
-        name = name_for_class_count(len(folders), f"{where} (class folders)")
+        name = name_for_class_count(len(folders), f"{where} (class folders {_short_list(folders)})")
     canon = CLASSES[name]
     numbered = [_NUMBERED.fullmatch(f) for f in folders]
     if all(numbered) and sorted(int(m[1]) for m in numbered) == list(range(len(canon))):
