@@ -35,6 +35,8 @@ from cifar_hpo.plots import save_run_plots
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
+#: tags of every experiment we create: MLflow 3's UI opens these in the model-training view
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 CHAMPION_ALIAS = "champion"
 EPOCH_METRICS = (
     "train_loss",
@@ -71,15 +73,20 @@ class Tracker:
         self.client = MlflowClient(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
-        """Id of experiment ``name``, created if missing (restored if deleted)."""
+        """Id of experiment ``name``, created if missing (restored if deleted), tagged
+        ``mlflow.experimentKind = custom_model_development`` so that ``mlflow ui`` opens it in
+        its model-training view (MLflow 3 shows an untagged experiment as a GenAI one)."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name)
+                return self.client.create_experiment(name, tags=EXPERIMENT_TAGS)
             except MlflowException:  # another worker created it first
                 exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
+        for key, value in EXPERIMENT_TAGS.items():
+            if exp.tags.get(key) != value:  # experiments made before the tag
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
     # ------------------------------------------------------------------ study parent run
@@ -236,6 +243,8 @@ class TrialRun(Callback):
                 input_example=example,
                 serialization_format="pt2",
                 metadata={"class_names": list(result.class_names)},
+                # explicit: MLflow's inference re-imports the model in a subprocess (~6 s a model)
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
             self.client.log_artifacts(self.run_id, str(model_dir), "model")
             weights = Path(tmp) / "state_dict.pt"

@@ -1,0 +1,45 @@
+"""MLflow records as users open them: experiment kind, and logged models without inference."""
+
+from __future__ import annotations
+
+import mlflow
+import torch
+from helpers import tiny_config
+from mlflow.tracking import MlflowClient
+
+from cifar_hpo.engine import train
+from cifar_hpo.tracking import Tracker
+
+
+def test_experiments_open_in_the_model_training_view(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    client = MlflowClient(uri)
+    exp_id = tracker.experiment_id("cifar-hpo/new")
+    kind = client.get_experiment(exp_id).tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"
+    old_id = client.create_experiment("cifar-hpo/old")  # made before the tag existed
+    assert "mlflow.experimentKind" not in client.get_experiment(old_id).tags
+    assert tracker.experiment_id("cifar-hpo/old") == old_id
+    kind = client.get_experiment(old_id).tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"
+
+
+def test_logged_model_pins_torch_without_inferring_requirements(tmp_path, tiny_data, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    tracker = Tracker(uri)
+    exp_id = tracker.experiment_id("cifar-hpo/models")
+    config = tiny_config(epochs=1, **{"model.name": "seed001_cnn"})
+    result = train(config, tiny_data)
+    run = tracker.client.create_run(exp_id)
+    from cifar_hpo.tracking import TrialRun
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("pip requirements were inferred")
+
+    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", no_inference)
+    uri_model = TrialRun(tracker, run.info.run_id).log_model(result, tiny_data.mean, tiny_data.std)
+    local = mlflow.artifacts.download_artifacts(uri_model, tracking_uri=uri)
+    requirements = (tmp_path / local / "requirements.txt").read_text().split()
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements
