@@ -183,6 +183,10 @@ class TrialRun(Callback):
         self.client = tracker.client
         self.run_id = run_id
         self.ended = False
+        self._state: TrainState | None = None  # the live training state, for log_partial
+
+    def on_train_start(self, state: TrainState) -> None:
+        self._state = state
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         ts = _now()
@@ -219,6 +223,20 @@ class TrialRun(Callback):
                 (folder / "per_class.json").write_text(json.dumps(report.per_class, indent=1))
                 (folder / "classification_report.txt").write_text(report.text_report() + "\n")
             save_run_plots(result.history, report, result.class_names, folder / "plots")
+            self.client.log_artifacts(self.run_id, tmp)
+
+    def log_partial(self) -> None:
+        """Resolved config, history so far and curve plots of a run that ended without a
+        :class:`Result` (pruned, or failed during training)."""
+        state = self._state
+        if state is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            (folder / "config.yaml").write_text(yaml.safe_dump(state.config.to_dict()))
+            (folder / "history.json").write_text(json.dumps(state.history, indent=1))
+            if state.history:
+                save_run_plots(state.history, None, (), folder / "plots")
             self.client.log_artifacts(self.run_id, tmp)
 
     def log_model(self, result: Result, mean, std) -> str:

@@ -379,3 +379,39 @@ def test_changed_search_space_is_refused_unless_allowed(project):
     open_study("space", load_spec("space"), default_storage_url(), allow_space_change=True)
     assert load("space").user_attrs[SPACE_ATTR]["optim.lr"]["high"] == 0.5
     open_study("space", load_spec("space"), default_storage_url())  # the new one is recorded
+
+
+def test_pruned_trial_run_holds_every_epoch_and_its_artifacts(project, monkeypatch):
+    def prune_at_epoch_2(self):
+        return max(self.study._storage.get_trial(self._trial_id).intermediate_values) >= 2
+
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", prune_at_epoch_2)
+    write_spec("prunes", budget={"epochs": 3, "train_fraction": 1.0})
+    sweep("prunes", 1)
+    (trial,) = load("prunes").trials
+    assert trial.state.name == "PRUNED" and trial.user_attrs["pruned_at_epoch"] == 2
+    client = MlflowClient()
+    run_id = trial.user_attrs["mlflow_run_id"]
+    steps = [m.step for m in client.get_metric_history(run_id, "val_acc")]
+    assert steps == [1, 2]  # the epoch it was pruned at is logged too
+    names = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "history.json", "plots"} <= names
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert "plots/curves.png" in plots
+
+
+def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch):
+    from cifar_hpo.sweep.runner import Objective, trial_checkpoint_path
+
+    seen = []
+    real_complete = Objective._complete
+
+    def complete(self, trial, run, result):
+        seen.append(trial_checkpoint_path(self.study_name, trial.number).exists())
+        return real_complete(self, trial, run, result)
+
+    monkeypatch.setattr(Objective, "_complete", complete)
+    write_spec("ckpt")
+    sweep("ckpt", 1)
+    assert seen == [True]  # a worker killed while recording could still resume the trial
+    assert not trial_checkpoint_path("ckpt", 0).exists()  # and it is gone once recorded

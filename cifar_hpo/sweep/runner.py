@@ -265,10 +265,11 @@ class Objective:
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
         resume, origin = self._resume_state(trial, config)
         checkpoint = trial_checkpoint_path(self.study_name, trial.number)
+        # the run logs an epoch before the pruner may stop the trial at it
         callbacks: list[Callback] = [
             Checkpointing(checkpoint),
-            PruningCallback(trial, self.metric),
             run,
+            PruningCallback(trial, self.metric),
         ]
         bar = None
         if self.progress is not None:
@@ -276,9 +277,11 @@ class Objective:
 
             bar = RichProgress(progress=self.progress, label=f"trial {trial.number}")
             callbacks.append(bar)
+        result = None
         try:
             result = train(config, self.data, callbacks, resume=resume)
         except optuna.TrialPruned as err:
+            _log_partial(run)
             run.end("KILLED", "PRUNED", str(err))
             raise
         except KeyboardInterrupt:
@@ -287,16 +290,20 @@ class Objective:
         except Exception as err:
             reason = f"{type(err).__name__}: {err}"
             trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            _log_partial(run)
             run.end("FAILED", "FAIL", reason)
             raise
         finally:
             if bar is not None:
                 bar.close()
-            # only a killed worker (no finally) leaves its checkpoint for the retry
-            checkpoint.unlink(missing_ok=True)
-            if origin is not None:
-                origin.unlink(missing_ok=True)
-        return self._complete(trial, run, result)
+            if result is None:  # ended during training: recorded above
+                _drop_checkpoints(checkpoint, origin)
+        try:
+            return self._complete(trial, run, result)
+        finally:
+            # removed only once the trial is recorded: a worker killed before this point (no
+            # finally runs) leaves its checkpoint for the retry
+            _drop_checkpoints(checkpoint, origin)
 
     def _resume_state(self, trial: optuna.Trial, config) -> tuple[dict | None, Path | None]:
         """For a retry of a trial whose worker was killed: that trial's last epoch checkpoint,
@@ -367,6 +374,21 @@ class Objective:
             value > best_so_far if self.maximize else value < best_so_far
         )
         return len(better), beats
+
+
+def _drop_checkpoints(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def _log_partial(run: TrialRun) -> None:
+    """Config, history and plots of a pruned or failed run; a logging error must not hide the
+    trial's own outcome."""
+    try:
+        run.log_partial()
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"could not log the partial run {run.run_id}: {err}", stacklevel=2)
 
 
 def reconcile_runs(study: optuna.Study, tracker: Tracker) -> int:
