@@ -168,7 +168,7 @@ class Tracker:
             "optuna.state": "RUNNING",
         }
         run = self.client.create_run(exp_id, run_name=f"trial-{trial_number}", tags=tags)
-        flat = config.to_flat()
+        flat = resolved_params(config)
         params = [Param(k, _param_value(v)) for k, v in flat.items()]
         for i in range(0, len(params), 100):
             self.client.log_batch(run.info.run_id, params=params[i : i + 100])
@@ -317,6 +317,17 @@ def promote_champion(
         time.sleep(0.2)
     client.set_registered_model_alias(name, CHAMPION_ALIAS, version.version)
     return str(version.version)
+
+
+def resolved_params(config) -> dict[str, Any]:
+    """``config.to_flat()`` plus every model hyperparameter left at its builder default
+    (``model.width``, ``model.scale`` ...), so that runs compare on the same columns."""
+    from cifar_hpo.models import model_info
+
+    flat = config.to_flat()
+    for key, value in model_info(config.model.name).hparams.items():
+        flat.setdefault(f"model.{key}", value)
+    return flat
 
 
 def _param_value(value: Any) -> str:

@@ -43,3 +43,15 @@ def test_logged_model_pins_torch_without_inferring_requirements(tmp_path, tiny_d
     local = mlflow.artifacts.download_artifacts(uri_model, tracking_uri=uri)
     requirements = (tmp_path / local / "requirements.txt").read_text().split()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
+
+
+def test_trial_params_include_model_defaults(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = tiny_config(**{"model.name": "airbench94", "model.width": 0.5})
+    parent = tracker.client.create_run(tracker.experiment_id("cifar-hpo/p")).info.run_id
+    run = tracker.start_trial("p", parent, 0, config)
+    params = tracker.client.get_run(run.run_id).data.params
+    assert params["model.width"] == "0.5"  # set
+    assert params["model.whiten_bias_epochs"] == "3"  # defaults, resolved
+    assert params["model.bn_momentum"] == "0.6"
+    assert params["optim.decoupled"] == "False" and params["tta"] == "0"

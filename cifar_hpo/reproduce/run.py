@@ -47,7 +47,7 @@ from cifar_hpo.reproduce.table import (
     rewrite_readme,
     write_plots,
 )
-from cifar_hpo.tracking import Tracker, TrialRun
+from cifar_hpo.tracking import Tracker, TrialRun, resolved_params
 
 SKIPPED, FAILED = "skipped", "failed"
 
@@ -200,7 +200,7 @@ def run_recipe(
         tags["cifar_hpo.reported_text"] = plan.reported.text
     run_id = client.create_run(experiment_id, run_name=recipe.name, tags=tags).info.run_id
     if config is not None:
-        params = [Param(k, str(v)[:6000]) for k, v in config.to_flat().items()]
+        params = [Param(k, str(v)[:6000]) for k, v in resolved_params(config).items()]
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i : i + 100])
 
