@@ -225,6 +225,32 @@ class TrialRun(Callback):
             save_run_plots(result.history, report, result.class_names, folder / "plots")
             self.client.log_artifacts(self.run_id, tmp)
 
+    def log_dataset(self, data, num_train: int, num_val: int) -> None:
+        """The dataset as an MLflow input (the runs table's Dataset column): name, digest (the
+        cache checksum, shortened to MLflow's 36 characters; the full one in a tag), source,
+        and the training/validation/test split sizes as input tags."""
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        try:
+            source = resolve_dataset_source(str(data.source))
+        except Exception:  # noqa: BLE001  ("synthetic", "memory": no resolvable location)
+            source = CodeDatasetSource({"description": str(data.source)})
+        dataset = MetaDataset(source, name=data.name, digest=(data.checksum or "none")[:36])
+        tags = {
+            "mlflow.data.context": "training",
+            "cifar_hpo.checksum": data.checksum or "none",
+            "cifar_hpo.train_images": str(num_train),
+            "cifar_hpo.val_images": str(num_val),
+            "cifar_hpo.test_images": str(len(data.test_labels)),
+        }
+        entity = dataset._to_mlflow_entity()
+        self.client.log_inputs(
+            self.run_id, [DatasetInput(entity, [InputTag(k, v) for k, v in tags.items()])]
+        )
+
     def log_partial(self) -> None:
         """Resolved config, history so far and curve plots of a run that ended without a
         :class:`Result` (pruned, or failed during training)."""

@@ -398,6 +398,8 @@ def test_pruned_trial_run_holds_every_epoch_and_its_artifacts(project, monkeypat
     assert {"config.yaml", "history.json", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert "plots/curves.png" in plots
+    (dataset,) = client.get_run(run_id).inputs.dataset_inputs  # the runs table's Dataset
+    assert dataset.dataset.name == "cifar10"
 
 
 def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch):

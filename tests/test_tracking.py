@@ -55,3 +55,19 @@ def test_trial_params_include_model_defaults(tmp_path):
     assert params["model.whiten_bias_epochs"] == "3"  # defaults, resolved
     assert params["model.bn_momentum"] == "0.6"
     assert params["optim.decoupled"] == "False" and params["tta"] == "0"
+
+
+def test_dataset_is_logged_as_an_mlflow_input(tmp_path, tiny_data):
+    from cifar_hpo.tracking import TrialRun
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = tracker.client.create_run(tracker.experiment_id("cifar-hpo/d")).info.run_id
+    TrialRun(tracker, run_id).log_dataset(tiny_data, 270, 30)
+    (entry,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert entry.dataset.name == "cifar10"
+    assert entry.dataset.digest == tiny_data.checksum[:36]
+    tags = {t.key: t.value for t in entry.tags}
+    assert tags["mlflow.data.context"] == "training"
+    assert tags["cifar_hpo.checksum"] == tiny_data.checksum
+    assert (tags["cifar_hpo.train_images"], tags["cifar_hpo.val_images"]) == ("270", "30")
+    assert tags["cifar_hpo.test_images"] == str(len(tiny_data.test_labels))

@@ -33,7 +33,7 @@ from cifar_hpo.callbacks import Callback, Checkpointing
 from cifar_hpo.checkpoint import CheckpointError, load_checkpoint
 from cifar_hpo.config import with_overrides
 from cifar_hpo.data import CifarData, load_dataset
-from cifar_hpo.engine import Result, TrainState, train
+from cifar_hpo.engine import Result, TrainState, make_splits, train
 from cifar_hpo.sweep.report import best_trial, state_counts
 from cifar_hpo.sweep.spec import (
     SweepSpec,
@@ -263,6 +263,8 @@ class Objective:
         config = with_overrides(self.base, params)
         run = self.tracker.start_trial(self.study_name, self.parent_run_id, trial.number, config)
         trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        splits = make_splits(config, self.data)
+        run.log_dataset(self.data, len(splits.train_idx), len(splits.val_idx))
         resume, origin = self._resume_state(trial, config)
         checkpoint = trial_checkpoint_path(self.study_name, trial.number)
         # the run logs an epoch before the pruner may stop the trial at it
