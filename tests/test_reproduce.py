@@ -207,6 +207,8 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
     assert rows[0]["model"] == "`seed000_cnn`"
     assert int(cnn.data.metrics["num_params"]) == count_parameters(create_model("seed000_cnn"))
     assert cnn.data.params["seed"] == "42" and cnn.data.params["schedule.name"] == "plateau"
+    (dataset,) = cnn.inputs.dataset_inputs  # the dataset, as MLflow's Dataset column shows it
+    assert dataset.dataset.name == "cifar10"
     assert rows[0]["seed reports"] == "81.33 % test"
     assert rows[0]["ours, same metric"] == rows[0]["test top-1"] + " test"
     es = runs["tiny-es"][0]

@@ -225,8 +225,11 @@ def run_recipe(
         _log_model_stats(client, run_id, config, data)
         device = resolve_device(config.device)
         client.set_tag(run_id, "cifar_hpo.device", device_text(device, config))
-        train_images = len(make_splits(config, data).train_idx)
-        callbacks: list = [TrialRun(tracker, run_id)]
+        splits = make_splits(config, data)
+        train_images = len(splits.train_idx)
+        run = TrialRun(tracker, run_id)
+        run.log_dataset(data, train_images, len(splits.val_idx))
+        callbacks: list = [run]
         if console is not None and show_progress:
             from cifar_hpo.progress import RichProgress
 
