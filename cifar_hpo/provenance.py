@@ -6,6 +6,7 @@ table, ``bench/recipe_check.py``, ``bench/throughput.py``).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -17,9 +18,9 @@ import torch
 from cifar_hpo.device import cpu_has_fast_bf16
 
 
-def git_commit(folder: str | Path = ".") -> str:
-    """``git rev-parse --short HEAD`` of ``folder`` (``+ uncommitted changes`` when tracked
-    files differ), or ``unknown`` outside a repository."""
+def git_head(folder: str | Path = ".") -> tuple[str, bool] | None:
+    """(full ``HEAD`` hash, tracked files differ) of the repository at ``folder``, or None
+    outside a repository."""
 
     def git(*args: str) -> str:
         out = subprocess.run(
@@ -32,11 +33,53 @@ def git_commit(folder: str | Path = ".") -> str:
         return out.stdout.strip()
 
     try:
-        head = git("rev-parse", "--short", "HEAD")
+        head = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
+        return None
+    return head, bool(dirty)
+
+
+def git_commit(folder: str | Path = ".") -> str:
+    """``HEAD``'s short hash at ``folder`` (``+ uncommitted changes`` when tracked files
+    differ), or ``unknown`` outside a repository."""
+    found = git_head(folder)
+    if found is None:
         return "unknown"
-    return f"{head} + uncommitted changes" if dirty else head
+    head, dirty = found
+    return f"{head[:7]} + uncommitted changes" if dirty else head[:7]
+
+
+@functools.lru_cache(maxsize=1)
+def _code_revision() -> tuple[str, bool] | None:
+    return git_head(Path(__file__).resolve().parent.parent)
+
+
+def run_tags(config) -> dict[str, str]:
+    """Provenance tags of a training run (MLflow's own source tags fill the runs table's Source
+    column): git commit and dirty flag of this code, library versions, CPU model and features,
+    device, precision and seed."""
+    from cifar_hpo.device import amp_enabled, resolve_device
+
+    tags = {
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": "cifar-hpo",
+        "cifar_hpo.versions": ", ".join(f"{k} {v}" for k, v in library_versions().items()),
+        "cifar_hpo.host": host_text(),
+        "cifar_hpo.cpu_features": cpu_features(),
+        "cifar_hpo.seed": str(config.seed),
+    }
+    try:
+        device = resolve_device(config.device)
+        tags["cifar_hpo.device"] = str(device)
+        tags["cifar_hpo.precision"] = precision_text(device, amp_enabled(device, config.amp))
+    except ValueError:
+        pass  # the run fails on it with its own message
+    revision = _code_revision()
+    if revision is not None:
+        tags["mlflow.source.git.commit"] = revision[0]
+        tags["cifar_hpo.git_dirty"] = str(revision[1]).lower()
+    return tags
 
 
 def host_text() -> str:

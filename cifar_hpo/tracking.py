@@ -32,6 +32,7 @@ from cifar_hpo.callbacks import Callback
 from cifar_hpo.engine import Result, TrainState
 from cifar_hpo.export import NormalizedClassifier
 from cifar_hpo.plots import save_run_plots
+from cifar_hpo.provenance import run_tags
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 EXPERIMENT_ATTR = "mlflow_experiment_id"
@@ -166,6 +167,7 @@ class Tracker:
             "cifar_hpo.trial": str(trial_number),
             "cifar_hpo.role": "trial",
             "optuna.state": "RUNNING",
+            **run_tags(config),
         }
         run = self.client.create_run(exp_id, run_name=f"trial-{trial_number}", tags=tags)
         flat = resolved_params(config)

@@ -71,3 +71,25 @@ def test_dataset_is_logged_as_an_mlflow_input(tmp_path, tiny_data):
     assert tags["cifar_hpo.checksum"] == tiny_data.checksum
     assert (tags["cifar_hpo.train_images"], tags["cifar_hpo.val_images"]) == ("270", "30")
     assert tags["cifar_hpo.test_images"] == str(len(tiny_data.test_labels))
+
+
+def test_trial_runs_carry_provenance_tags(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = tracker.client.create_run(tracker.experiment_id("cifar-hpo/t")).info.run_id
+    run = tracker.start_trial("t", parent, 0, tiny_config(seed=7))
+    tags = tracker.client.get_run(run.run_id).data.tags
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    if head:  # a git checkout (CI's is one)
+        assert tags["mlflow.source.git.commit"] == head
+        assert tags["cifar_hpo.git_dirty"] in ("true", "false")
+    assert tags["mlflow.source.name"] == "cifar-hpo"
+    assert tags["cifar_hpo.seed"] == "7" and tags["cifar_hpo.device"] == "cpu"
+    assert tags["cifar_hpo.precision"] == "fp32"  # tiny_config: amp off
+    assert tags["cifar_hpo.versions"].startswith("torch ")
+    assert tags["cifar_hpo.cpu_features"] and "cores" in tags["cifar_hpo.host"]
