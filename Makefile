@@ -35,8 +35,8 @@ $(CACHE): | $(STAMP)
 RECIPE ?= airbench94
 SEEDS ?= 0 1
 
-# One run of a recipe of sweeps/recipes.yaml (default airbench94: ~60-75 min on a 2-core AVX2
-# CPU in fp32, ~1 min on a GPU).
+# One run of a recipe of sweeps/recipes.yaml (default airbench94: ~50 min on a 2-core AVX2
+# CPU in fp32; a GPU takes seconds).
 train: data
 	$(BIN)/cifar-hpo train --recipe $(RECIPE)
 
