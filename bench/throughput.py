@@ -465,8 +465,13 @@ def render_block(results: dict[str, Any], command: str, device, use_amp: bool) -
         "",
         f"Ours / pure compute **{s['ours_vs_compute']:.2f}x** (target >= {TARGET_VS_COMPUTE}x: "
         f"{'met' if s['ours_vs_compute'] >= TARGET_VS_COMPUTE else 'not met'}); ours / "
-        f"seed-style **{s['ours_vs_seed']:.2f}x** (target >= {TARGET_VS_SEED}x: "
-        f"{'met' if s['ours_vs_seed'] >= TARGET_VS_SEED else 'not met'}).",
+        f"seed-style **{s['ours_vs_seed']:.2f}x**"
+        + (
+            f" (target >= {TARGET_VS_SEED}x for `seed000_cnn`: "
+            f"{'met' if s['ours_vs_seed'] >= TARGET_VS_SEED else 'not met'})."
+            if results["model"] == "seed000_cnn"
+            else " (the seed-style target is set for `seed000_cnn`, whose steps are cheap)."
+        ),
         "",
         stamp(command, device, use_amp, ROOT),
     ]
