@@ -36,6 +36,11 @@ class Lookahead:
         self.slow = {
             k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()
         }
+        # the model's own tensors (state_dict shares their storage; loading a checkpoint copies
+        # into them in place), gathered once so an update is two multi-tensor ops
+        fast = model.state_dict()
+        self._fast = [fast[k] for k in self.slow]
+        self._slow = list(self.slow.values())
 
     def decay_at(self, step: int) -> float:
         """Decay of the update after optimizer step ``step`` (1-based)."""
@@ -43,11 +48,10 @@ class Lookahead:
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float) -> None:
-        """``slow = decay * slow + (1 - decay) * fast``, then ``fast = slow``."""
-        fast = model.state_dict()
-        for name, slow in self.slow.items():
-            slow.lerp_(fast[name], 1 - decay)
-            fast[name].copy_(slow)
+        """``slow = decay * slow + (1 - decay) * fast``, then ``fast = slow`` (``model`` is the
+        model given at construction, whose tensors are held)."""
+        torch._foreach_lerp_(self._slow, self._fast, 1 - decay)
+        torch._foreach_copy_(self._fast, self._slow)
 
     def after_step(self, model: nn.Module, step: int) -> None:
         """Call after optimizer step ``step`` (1-based, counted over the whole run)."""
