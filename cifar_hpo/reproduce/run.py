@@ -14,7 +14,6 @@ batch goes on. The table and plots are then written from what MLflow holds, not 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from cifar_hpo.data import CifarData, DatasetError, load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import DIVERGED, Result, make_splits, train
 from cifar_hpo.models import count_macs, count_parameters, create_model
-from cifar_hpo.provenance import git_commit, host_text
+from cifar_hpo.provenance import git_commit, host_text, library_versions
 from cifar_hpo.reproduce.recipes import (
     RECIPES_FILE,
     Budget,
@@ -349,12 +348,7 @@ def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dic
     import mlflow
     import optuna
 
-    versions = {
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "mlflow": mlflow.__version__,
-        "python": platform.python_version(),
-    }
+    versions = {**library_versions(), "optuna": optuna.__version__, "mlflow": mlflow.__version__}
     return {
         "cifar_hpo.role": "table",
         "cifar_hpo.budget": budget.label,
