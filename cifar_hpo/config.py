@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULERS = ("onecycle", "linear", "cosine", "plateau", "step", "constant")
 
 
@@ -117,19 +117,31 @@ class OptimConfig(_Section):
     """Optimizer and loss settings.
 
     Attributes:
-        name: ``sgd`` (momentum, optional Nesterov), ``adam`` or ``adamw``.
+        name: ``sgd`` (momentum, optional Nesterov), ``adam``, ``adamw`` or ``muon``
+            (airbench94_muon: Muon for the conv filters, SGD as ``sgd`` for the rest; see
+            :func:`cifar_hpo.optim.build_optimizer`).
         lr: learning rate; the peak LR for OneCycleLR, the start LR otherwise. With
             ``decoupled``: the LR per 1,024 examples (airbench94: 11.5).
         momentum: SGD momentum (Adam's beta1 is left at its default).
-        nesterov: Nesterov momentum for SGD.
+        nesterov: Nesterov momentum for SGD (and for Muon's filters).
         wd: weight decay (L2 for SGD/Adam, decoupled for AdamW). With ``decoupled``: the
             weight decay per 1,024 examples, independent of the LR (airbench94: 0.0153).
-        decoupled: SGD only: read ``lr`` and ``wd`` in airbench's decoupled form (independent of
-            momentum and batch size; converted once by :func:`cifar_hpo.optim.torch_sgd_args`)
-            and decay every trainable tensor, as airbench94 does. Off: PyTorch's own arguments,
-            no decay on biases and normalization parameters.
+        decoupled: SGD (and Muon's SGD part) only: read ``lr`` and ``wd`` in airbench's
+            decoupled form (independent of momentum and batch size; converted once by
+            :func:`cifar_hpo.optim.torch_sgd_args`) and decay every trainable tensor, as
+            airbench94 does. Off: PyTorch's own arguments, no decay on biases and normalization
+            parameters.
         bias_scaler: LR multiplier for the biases of normalization layers (airbench94: 64); the
-            size of their weight decay step is left unchanged.
+            size of their weight decay step is left unchanged. Under ``muon`` it applies to
+            every 1-D tensor of the SGD part (airbench94_muon: 0.053 / 0.67, its bias LR over
+            its head LR).
+        muon_lr: ``muon``: the conv filters' LR per optimizer step, in units of the
+            orthogonalized update of a filter held at Frobenius norm sqrt(out channels); it
+            does not depend on batch size or loss scale (airbench94_muon: 0.24). The LR
+            schedule scales it like ``lr``.
+        muon_momentum: ``muon``: the filters' momentum in [0, 1) (airbench94_muon: 0.6).
+        muon_ns_steps: ``muon``: Newton-Schulz iterations per update (airbench94_muon: 3;
+            ``torch.optim.Muon``'s default: 5).
         lookahead_steps: Lookahead weight averaging every this many optimizer steps (airbench94:
             5); 0 disables it. See :class:`cifar_hpo.lookahead.Lookahead`.
         lookahead_decay: per-step EMA decay of the lookahead; the decay applied every
@@ -138,13 +150,16 @@ class OptimConfig(_Section):
         grad_clip: max global gradient norm; 0 disables clipping (seed 002 uses 1.0).
     """
 
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "muon"] = "sgd"
     lr: float = Field(0.1, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     wd: float = Field(5e-4, ge=0.0)
     decoupled: bool = False
     bias_scaler: float = Field(1.0, gt=0.0)
+    muon_lr: float = Field(0.24, gt=0.0)
+    muon_momentum: float = Field(0.6, ge=0.0, lt=1.0)
+    muon_ns_steps: int = Field(3, ge=1, lt=100)
     lookahead_steps: int = Field(0, ge=0)
     lookahead_decay: float = Field(0.95, gt=0.0, lt=1.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
@@ -152,12 +167,13 @@ class OptimConfig(_Section):
 
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
-        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+        if self.name in ("sgd", "muon") and self.nesterov and self.momentum == 0:
             raise ValueError("optim.nesterov=true needs optim.momentum > 0")
-        if self.decoupled and self.name != "sgd":
+        if self.decoupled and self.name not in ("sgd", "muon"):
             raise ValueError(
                 f"optim.decoupled=true needs optim.name=sgd, got {self.name!r} "
-                "(the decoupled form is defined for SGD momentum)"
+                "(or muon, whose other parameters use SGD: the decoupled form is defined for "
+                "SGD momentum)"
             )
         return self
 
@@ -170,7 +186,9 @@ class ScheduleConfig(_Section):
             piecewise-linear warmup and decay, per batch), ``cosine`` (cosine annealing per
             batch with optional linear warmup), ``plateau`` (ReduceLROnPlateau on validation
             loss, per epoch), ``step`` (StepLR, per epoch) or ``constant``.
-        pct_start: OneCycleLR and ``linear``: share of steps spent warming up (airbench94 0.23).
+        pct_start: OneCycleLR and ``linear``: share of steps spent warming up (airbench94 0.23;
+            ``linear`` with 0: no warmup, a linear decay from the first step, as
+            airbench94_muon; OneCycleLR warms up for at least 2 steps).
         start_factor: ``linear``: LR at step 0 as a fraction of ``optim.lr`` (airbench94 0.2).
         end_factor: ``linear``: LR at the last step as a fraction of ``optim.lr`` (airbench94
             0.07).
@@ -185,7 +203,7 @@ class ScheduleConfig(_Section):
     """
 
     name: Literal["onecycle", "linear", "cosine", "plateau", "step", "constant"] = "onecycle"
-    pct_start: float = Field(0.25, gt=0.0, lt=1.0)
+    pct_start: float = Field(0.25, ge=0.0, lt=1.0)
     start_factor: float = Field(0.2, gt=0.0)
     end_factor: float = Field(0.07, ge=0.0)
     div_factor: float = Field(25.0, gt=0.0)

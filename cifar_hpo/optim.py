@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from cifar_hpo.config import OptimConfig, ScheduleConfig
+from cifar_hpo.config import ConfigError, OptimConfig, ScheduleConfig
+from cifar_hpo.muon import ChainedOptimizer, FilterMuon
 
 #: Modules whose biases get ``optim.bias_scaler`` times the LR.
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -52,31 +53,52 @@ def torch_sgd_args(lr: float, wd: float, momentum: float, batch_size: int) -> tu
 def build_optimizer(
     model: torch.nn.Module, cfg: OptimConfig, batch_size: int = 1024
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam or AdamW over the model's trainable parameters.
+    """SGD (momentum, Nesterov), Adam, AdamW or Muon + SGD over the model's trainable parameters.
 
     By default weight decay is not applied to biases and normalization parameters (1-D
-    tensors), as in most modern CIFAR recipes (timm). With ``cfg.decoupled`` (SGD only) ``lr``
-    and ``wd`` are converted by :func:`torch_sgd_args` and every trainable tensor decays, as in
-    airbench94. Biases of normalization layers get ``cfg.bias_scaler`` times the LR and the
-    same decay per step (their ``weight_decay`` is divided by the scaler). The first parameter
-    group is always the main one (what ``LRSchedule.lr`` reports).
+    tensors), as in most modern CIFAR recipes (timm). With ``cfg.decoupled`` (SGD and Muon's
+    SGD part) ``lr`` and ``wd`` are converted by :func:`torch_sgd_args` and every trainable
+    tensor decays, as in airbench94. Biases of normalization layers get ``cfg.bias_scaler`` times
+    the LR and the same decay per step (their ``weight_decay`` is divided by the scaler). The
+    first parameter group is always the main one (what ``LRSchedule.lr`` reports).
+
+    ``muon`` follows airbench94_muon (KellerJordan/cifar10-airbench ``airbench94_muon.py``):
+    every trainable conv filter (a 4-D tensor) goes to :class:`cifar_hpo.muon.FilterMuon` at
+    ``cfg.muon_lr`` (momentum ``cfg.muon_momentum``, ``cfg.nesterov``, ``cfg.muon_ns_steps``
+    Newton-Schulz steps, no weight decay), everything else to SGD as above, except that
+    ``bias_scaler`` applies to every 1-D tensor (upstream gives its whitening bias the BatchNorm
+    biases' LR), and both run as one :class:`cifar_hpo.muon.ChainedOptimizer` (SGD groups
+    first). The LR schedule scales the Muon LR by the same factor, as upstream.
 
     Args:
         model: parameters with ``requires_grad`` at build time are optimized; a parameter frozen
             later (its ``grad`` left None) is skipped by the step.
         cfg: the optimizer section of the config.
         batch_size: images per step (used by the decoupled conversion only).
+
+    Raises:
+        ConfigError: ``muon`` for a model without trainable conv filters.
     """
-    norm_biases = {
-        id(m.bias)
-        for m in model.modules()
-        if isinstance(m, NORM_LAYERS) and getattr(m, "bias", None) is not None
-    }
     params = [p for p in model.parameters() if p.requires_grad]
+    filters = [p for p in params if p.ndim == 4] if cfg.name == "muon" else []
+    if cfg.name == "muon":
+        if not filters:
+            raise ConfigError(
+                f"optim.name=muon needs trainable conv filters (4-D parameters); model "
+                f"{type(model).__name__} has none: use optim.name=sgd, adam or adamw"
+            )
+        params = [p for p in params if p.ndim != 4]
+        scaled_ids = {id(p) for p in params if p.ndim == 1}
+    else:
+        scaled_ids = {
+            id(m.bias)
+            for m in model.modules()
+            if isinstance(m, NORM_LAYERS) and getattr(m, "bias", None) is not None
+        }
     if cfg.decoupled:
         lr, wd = torch_sgd_args(cfg.lr, cfg.wd, cfg.momentum, batch_size)
-        other = [p for p in params if id(p) not in norm_biases]
-        scaled = [p for p in params if id(p) in norm_biases]
+        other = [p for p in params if id(p) not in scaled_ids]
+        scaled = [p for p in params if id(p) in scaled_ids]
         groups = [
             {"params": other, "lr": lr, "weight_decay": wd},
             {"params": scaled, "lr": lr * cfg.bias_scaler, "weight_decay": wd / cfg.bias_scaler},
@@ -84,10 +106,10 @@ def build_optimizer(
     else:
         lr = cfg.lr
         if cfg.bias_scaler == 1.0:
-            norm_biases = set()  # no group of their own: two groups, as before bias_scaler
+            scaled_ids = set()  # no group of their own: two groups, as before bias_scaler
         decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1 and id(p) not in norm_biases]
-        scaled = [p for p in params if id(p) in norm_biases]
+        no_decay = [p for p in params if p.ndim <= 1 and id(p) not in scaled_ids]
+        scaled = [p for p in params if id(p) in scaled_ids]
         groups = [
             {"params": decay, "weight_decay": cfg.wd},
             {"params": no_decay, "weight_decay": 0.0},
@@ -96,14 +118,24 @@ def build_optimizer(
     groups = [g for i, g in enumerate(groups) if i == 0 or g["params"]]
     # foreach=True: multi-tensor updates also on CPU (torch defaults to it on CUDA only);
     # the per-parameter Python loop cost ~8 % of a seed000_cnn step under Adam.
-    if cfg.name == "sgd":
-        return torch.optim.SGD(
+    if cfg.name in ("sgd", "muon"):
+        sgd = torch.optim.SGD(
             groups,
             lr=lr,
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
             foreach=True,
         )
+        if cfg.name == "sgd":
+            return sgd
+        muon = FilterMuon(
+            filters,
+            lr=cfg.muon_lr,
+            momentum=cfg.muon_momentum,
+            nesterov=cfg.nesterov and cfg.muon_momentum > 0,
+            ns_steps=cfg.muon_ns_steps,
+        )
+        return ChainedOptimizer([sgd, muon])
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
     return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)

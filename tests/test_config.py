@@ -140,7 +140,7 @@ def test_model_hparams_are_typed_like_their_defaults():
 @pytest.mark.parametrize(
     ("key", "value", "allowed"),
     [
-        ("optim.name", "rmsprop", "'sgd', 'adam' or 'adamw'"),
+        ("optim.name", "rmsprop", "'sgd', 'adam', 'adamw' or 'muon'"),
         ("schedule.name", "exp", "'onecycle', 'linear', 'cosine', 'plateau', 'step' or 'constant'"),
         ("amp", "maybe", "'auto', 'on' or 'off'"),
         ("data.dataset", "mnist", "'cifar10' or 'cifar100'"),
@@ -278,5 +278,6 @@ def test_yaml_with_bad_value_fails_at_load(tmp_path):
     path.write_text("optim:\n  lrr: 0.1\n")
     assert _load_error(path) == (
         "unknown key 'optim.lrr'; allowed: name, lr, momentum, nesterov, wd, decoupled, "
-        "bias_scaler, lookahead_steps, lookahead_decay, label_smoothing, grad_clip"
+        "bias_scaler, muon_lr, muon_momentum, muon_ns_steps, lookahead_steps, lookahead_decay, "
+        "label_smoothing, grad_clip"
     )

@@ -102,6 +102,8 @@ class Airbench94Net(nn.Module):
     GELU, each conv's first ``in_channels`` filters dirac-initialised) -> MaxPool(3) ->
     Linear(256, num_classes, bias=False) -> x ``scale`` (1/9). BatchNorms keep 60 % of their
     running statistics per step (PyTorch momentum 0.4), eps 1e-12, weight frozen at 1.
+    airbench94_muon (``airbench94_muon.py``) uses the same network with ``scale=1/256`` and
+    ``head_std=1``.
 
     Shapes: (B, 3, 32, 32) -> (B, 24, 31, 31) -> (B, 64, 15, 15) -> (B, 256, 7, 7)
     -> (B, 256, 3, 3) -> (B, 256, 1, 1) -> (B, 256) -> (B, num_classes).
@@ -114,7 +116,11 @@ class Airbench94Net(nn.Module):
         width: multiplier of the group widths (64, 256, 256), each rounded to a multiple of 8.
         whiten_bias_epochs: epochs in which the whitening bias trains (airbench94: 3).
         bn_momentum: share of the running statistics kept per step (airbench convention).
-        scale: fixed factor applied to the logits (airbench94: 1/9).
+        scale: fixed factor applied to the logits (airbench94: 1/9; airbench94_muon: 1/256,
+            its ``head(x) / x.size(-1)``).
+        head_std: > 0: the head's weights are rescaled to this standard deviation after
+            PyTorch's init (airbench94_muon: 1, its ``w *= 1 / w.std()``); 0 keeps PyTorch's
+            init (std 1 / sqrt(3 * 256) = 0.036 at width 1; airbench94).
     """
 
     init_images = 5000  # airbench94 whitens with the first 5,000 training images
@@ -126,6 +132,7 @@ class Airbench94Net(nn.Module):
         whiten_bias_epochs: int = 3,
         bn_momentum: float = 0.6,
         scale: float = 1 / 9,
+        head_std: float = 0.0,
     ) -> None:
         super().__init__()
         num_classes = check_num_classes(num_classes)
@@ -137,6 +144,8 @@ class Airbench94Net(nn.Module):
         if not 0.0 <= bn_momentum < 1.0:
             raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
         self.scale = check_positive(scale, "scale")
+        if not 0.0 <= head_std < float("inf"):
+            raise ValueError(f"head_std must be a finite number >= 0, got {head_std!r}")
         self.whiten_bias_epochs = whiten_bias_epochs
         w1, w2, w3 = (scaled(c, width, divisor=8) for c in (64, 256, 256))
         whiten_width = 2 * 3 * 2**2
@@ -150,6 +159,9 @@ class Airbench94Net(nn.Module):
             nn.MaxPool2d(3),
         )
         self.head = nn.Linear(w3, num_classes, bias=False)
+        if head_std > 0:
+            with torch.no_grad():
+                self.head.weight.mul_(head_std / self.head.weight.std())
 
     def init_from_data(self, images: torch.Tensor) -> None:
         """Set the whitening filters from normalized training images (N, 3, 32, 32)."""
@@ -181,6 +193,7 @@ def airbench94(
     whiten_bias_epochs: int = 3,
     bn_momentum: float = 0.6,
     scale: float = 1 / 9,
+    head_std: float = 0.0,
 ) -> nn.Module:
     """Build :class:`Airbench94Net` (1,971,352 trainable parameters at the defaults)."""
-    return Airbench94Net(num_classes, width, whiten_bias_epochs, bn_momentum, scale)
+    return Airbench94Net(num_classes, width, whiten_bias_epochs, bn_momentum, scale, head_std)
