@@ -5,7 +5,7 @@ sampler and seed, the same enqueued configs and the same number of trials; once 
 pruner (``successive_halving`` for ``baseline``) and once with none. Every trial trains with the
 shared core (:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in
 both studies) and reports its validation metric each epoch through
-:class:`cifar_hpo.sweep.runner.PruningCallback`. No MLflow tracking and no test-set evaluation:
+:class:`cifar_hpo.sweep.objective.PruningCallback`. No MLflow tracking and no test-set evaluation:
 only the search itself is measured.
 
 Compute is counted in training images processed (``Result.images_seen``; for a pruned trial the
@@ -47,16 +47,14 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from cifar_hpo.callbacks import Callback
 from cifar_hpo.config import parse_overrides, with_overrides
 from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
-from cifar_hpo.engine import train
-from cifar_hpo.models import count_macs, create_model
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.table import rewrite_readme
-from cifar_hpo.sweep.runner import METRIC_KEYS, PruningCallback
-from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec, suggest
+from cifar_hpo.sweep.objective import Objective
+from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
+from cifar_hpo.tracking import NullTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SHARE = 0.35
@@ -65,67 +63,18 @@ TOLERANCE = 0.005  # 0.5 points of accuracy
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-class ComputeMeter(Callback):
-    """Records the images processed and epochs run so far; placed before the pruning callback,
-    so a trial that is pruned at epoch k still reports the compute of its k epochs."""
-
-    def __init__(self) -> None:
-        self.images = 0
-        self.epochs = 0
-
-    def on_epoch_end(self, state, record: dict[str, Any]) -> None:
-        self.images = state.images_seen
-        self.epochs = record["epoch"]
-
-
-class Objective:
-    """Sample -> config -> train with pruning reports -> validation metric; compute in attrs."""
-
-    def __init__(self, spec: SweepSpec, base, data, macs_cache: dict[str, int]):
-        self.spec = spec
-        self.base = base
-        self.data = data
-        self.metric = spec.objective.metric
-        self.macs_cache = macs_cache
-
-    def macs(self, config) -> int:
-        """Forward MACs per image of the config's model (cached per model config)."""
-        key = json.dumps({"name": config.model.name, **config.model.hparams}, sort_keys=True)
-        if key not in self.macs_cache:
-            model = create_model(config.model.name, self.data.num_classes, **config.model.hparams)
-            self.macs_cache[key] = count_macs(model)
-        return self.macs_cache[key]
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        config = with_overrides(self.base, suggest(trial, self.spec))
-        meter = ComputeMeter()
-        trial.set_user_attr("macs", self.macs(config))
-        t0 = time.perf_counter()
-        try:
-            result = train(
-                config, self.data, [meter, PruningCallback(trial, self.metric)], evaluate_test=False
-            )
-        except optuna.TrialPruned:
-            raise
-        except Exception as err:
-            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
-            raise
-        finally:  # pruned, failed or done: record the compute used
-            trial.set_user_attr("images_seen", meter.images)
-            trial.set_user_attr("epochs_run", meter.epochs)
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
-        trial.set_user_attr("images_seen", result.images_seen)
-        if result.val is None or result.status == "diverged":
-            reason = result.message or "no validation split"
-            trial.set_user_attr("fail_reason", reason)
-            raise RuntimeError(reason)
-        return float(result.val.metrics[METRIC_KEYS[self.metric]])
-
-
 def run_study(
-    spec: SweepSpec, base, data, n_trials: int, pruned: bool, seed: int | None, enqueue: bool
+    spec: SweepSpec,
+    overrides: dict[str, Any],
+    data,
+    n_trials: int,
+    pruned: bool,
+    seed: int | None,
+    enqueue: bool,
 ) -> optuna.Study:
-    """One in-memory study: the spec's sampler (seeded) and its pruner, or no pruner."""
+    """One in-memory study: the spec's sampler (seeded) and its pruner, or no pruner; each
+    trial is the sweep's own objective (:class:`cifar_hpo.sweep.objective.Objective`) with no
+    tracking, no checkpoints and no test evaluation, which records each trial's compute."""
     sampler_spec = spec.sampler if seed is None else spec.sampler.model_copy(update={"seed": seed})
     spec = spec.model_copy(update={"sampler": sampler_spec})
     pruner = build_pruner(spec) if pruned else optuna.pruners.NopPruner()
@@ -136,12 +85,17 @@ def run_study(
     if enqueue:
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
-    objective = Objective(spec, base, data, _MACS)
+    objective = Objective(
+        spec,
+        data,
+        "pruning-bench",
+        tracker=NullTracker(),
+        overrides=overrides,
+        checkpoints=False,
+        evaluate_test=False,
+    )
     study.optimize(objective, n_trials=n_trials, catch=(Exception,))
     return study
-
-
-_MACS: dict[str, int] = {}
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -252,9 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.epochs is not None:
         budget["budget"] = budget["budget"].model_copy(update={"epochs": args.epochs})
     spec = spec.model_copy(update=budget)
-    base = spec.base_config()
-    if args.overrides:
-        base = with_overrides(base, parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides) if args.overrides else {}
+    base = with_overrides(spec.base_config(), overrides)
     data = load_dataset(base.data.dataset, base.data.data_dir or args.data_dir)
     maximize = spec.objective.direction == "maximize"
     console.print(
@@ -269,7 +222,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         label = "pruned" if pruned else "unpruned"
         t0 = time.perf_counter()
         with console.status(f"running the {label} study ..."):
-            study = run_study(spec, base, data, args.trials, pruned, args.seed, not args.no_enqueue)
+            study = run_study(
+                spec, overrides, data, args.trials, pruned, args.seed, not args.no_enqueue
+            )
         results[label] = summarize(trial_rows(study), maximize)
         console.print(f"{label}: done in {(time.perf_counter() - t0) / 60:.1f} min")
     comparison = compare(results["unpruned"], results["pruned"], args.tolerance, maximize)

@@ -23,8 +23,8 @@ from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.table import rewrite_readme
 from cifar_hpo.sweep.report import best_trial, state_counts
-from cifar_hpo.sweep.runner import make_storage
 from cifar_hpo.sweep.spec import SweepSpecError, load_spec
+from cifar_hpo.sweep.storage import make_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = "sweep"
@@ -43,6 +43,7 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     minutes = (max(ends) - min(starts)).total_seconds() / 60 if starts and ends else None
     best = best_trial(study)
+    champion = study.user_attrs.get("champion") or {}
     return {
         "study": study.study_name,
         "counts": state_counts(study),
@@ -54,7 +55,9 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
             "value": best.value,
             "params": dict(best.params),
             "test_acc": best.user_attrs.get("test_acc"),
-            "registry_version": best.user_attrs.get("registry_version"),
+            "registry_version": champion.get("version")
+            if champion.get("trial") == best.number
+            else None,
         },
     }
 

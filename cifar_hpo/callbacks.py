@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cifar_hpo.checkpoint import save_checkpoint
 
 if TYPE_CHECKING:
-    from cifar_hpo.engine import Result, TrainState
+    from cifar_hpo.run_state import Result, TrainState
 
 
 class Callback:

@@ -11,10 +11,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, truncated, not ours or unsafe. The message is one line."""
-
+from cifar_hpo.errors import CheckpointError  # noqa: F401 (re-exported)
 
 CHECKPOINT_FORMAT = "cifar-hpo-checkpoint/1"
 

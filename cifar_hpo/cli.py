@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cifar_hpo.errors import UserError
+
 app = typer.Typer(
     help="Hyperparameter sweeps and experiment tracking for CNN classifiers on CIFAR-10/100.",
     no_args_is_help=True,
@@ -28,16 +30,9 @@ DataDirOpt = Annotated[
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
 
 
-class UserError(Exception):
-    """Raised by command helpers for a one-line message and exit status 2."""
-
-
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from cifar_hpo.checkpoint import CheckpointError
-    from cifar_hpo.config import ConfigError
-    from cifar_hpo.data import DatasetError
-
-    errors = [UserError, ConfigError, DatasetError, CheckpointError, ValueError, OSError]
+    # the project's own (CifarHpoError) are ValueErrors, as are pydantic's and torch's checks
+    errors: list[type[BaseException]] = [ValueError, OSError]
     try:
         from mlflow.exceptions import MlflowException
 
@@ -208,15 +203,24 @@ def train_cmd(
         Path | None, typer.Option(help="Run folder or checkpoint.pt to continue exactly.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    track: Annotated[
+        bool,
+        typer.Option(help="Log the run to MLflow (experiment `train`); the run folder stays."),
+    ] = True,
+    system_metrics: Annotated[
+        bool, typer.Option(help="MLflow system metrics (CPU, memory, GPU) for the run.")
+    ] = True,
 ) -> None:
-    """Train one model with rich progress; writes config, history, reports, plots, checkpoint."""
+    """Train one model with rich progress; writes config, history, reports, plots, checkpoint
+    to a run folder and logs the run to MLflow (experiment `train`) unless --no-track."""
     from cifar_hpo.callbacks import Checkpointing
     from cifar_hpo.checkpoint import load_checkpoint
     from cifar_hpo.config import TrainConfig
     from cifar_hpo.data import load_dataset
-    from cifar_hpo.engine import train
+    from cifar_hpo.models import count_macs, create_model
     from cifar_hpo.progress import RichProgress
     from cifar_hpo.runs import CHECKPOINT, RunFolderWriter, new_run_dir
+    from cifar_hpo.tracking import NullTracker, Tracker, tracked_train
 
     ckpt = None
     if resume is not None:
@@ -245,16 +249,23 @@ def train_cmd(
             },
         )
         run_dir = None  # created once the data has loaded: a failed start leaves no folder
+    tracker = Tracker(system_metrics=system_metrics) if track else NullTracker()
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir)
+    macs = count_macs(create_model(cfg.model.name, data.num_classes, **cfg.model.hparams))
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.model.name)
     console.print(f"run folder: [bold]{run_dir}[/]  model {cfg.model.name}  epochs {cfg.epochs}")
     callbacks = [RunFolderWriter(run_dir), Checkpointing(run_dir / CHECKPOINT)]
     if progress:
         callbacks.append(RichProgress(console))
-    result = train(cfg, data, callbacks, resume=ckpt)
+    interrupt_on_sigterm()
+    result, run_id = tracked_train(
+        tracker, cfg, data, callbacks, run_folder=run_dir, resume=ckpt, macs=macs
+    )
     _print_result(result)
     console.print(f"wrote {run_dir}")
+    if run_id:
+        console.print(f"MLflow run: {run_id}  (experiment train; view with: mlflow ui)")
     if result.status == "diverged":
         raise typer.Exit(1)
 
@@ -390,7 +401,7 @@ def sweep_cmd(
             seed=seed,
             sweeps_dir=sweeps_dir,
             data_dir=data_dir,
-            sets=set_ or [],
+            overrides=overrides,
             console=console,
             allow_space_change=allow_space_change,
         )
@@ -416,11 +427,14 @@ def sweep_cmd(
         f"study [bold]{study}[/]: {len(outcome.new_trials)} new trials; totals: "
         + ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v)
     )
+    champion = outcome.study.user_attrs.get("champion") or {}
+    if champion.get("trial") != getattr(best, "number", None):
+        champion = {}
     if best is not None:
         console.print(
             f"best trial {best.number}: {best.value:.4f} "
             f"(test acc {best.user_attrs.get('test_acc', float('nan')):.4f}, "
-            f"registry version {best.user_attrs.get('registry_version', '-')})"
+            f"registry version {champion.get('version', '-')})"
         )
     console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
     if outcome.interrupted:
@@ -448,7 +462,7 @@ def all_new_trials_failed(study, numbers: list[int]) -> tuple[int, list[str]] | 
     None (also when no trial ran)."""
     from optuna.trial import TrialState
 
-    from cifar_hpo.sweep.runner import FAIL_REASON_ATTR
+    from cifar_hpo.sweep.storage import FAIL_REASON_ATTR
 
     wanted = set(numbers)
     new = [t for t in study.get_trials(deepcopy=False) if t.number in wanted]
@@ -465,7 +479,7 @@ def studies_cmd(storage: StorageOpt = None) -> None:
     import optuna
 
     from cifar_hpo.sweep.report import best_trial, state_counts
-    from cifar_hpo.sweep.runner import make_storage
+    from cifar_hpo.sweep.storage import make_storage
 
     store = make_storage(storage)
     summaries = optuna.get_all_study_summaries(store)

@@ -23,12 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from cifar_hpo.errors import ConfigError  # noqa: F401 (re-exported)
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULERS = ("onecycle", "linear", "cosine", "plateau", "step", "constant")
-
-
-class ConfigError(ValueError):
-    """A configuration value or key is invalid. The message is one line naming key and value."""
 
 
 class _Section(BaseModel):

@@ -12,10 +12,8 @@ import copy
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,23 +34,22 @@ from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
 from cifar_hpo.models import create_model
 from cifar_hpo.models.hooks import DataDependentInit, EpochAware
 from cifar_hpo.optim import LRSchedule, build_optimizer, total_steps
-
-#: Final states of a run.
-COMPLETED, EARLY_STOPPED, DIVERGED, STOPPED = "completed", "early_stopped", "diverged", "stopped"
+from cifar_hpo.run_state import (  # noqa: F401 (re-exported: the engine's public types)
+    COMPLETED,
+    DIVERGED,
+    EARLY_STOPPED,
+    STOPPED,
+    Result,
+    Splits,
+    TrainState,
+    TrainStatus,
+)
 
 #: Under a gradient scaler (fp16 on CUDA, bf16 on CPU) a step with a non-finite loss or
 #: gradients is skipped and the weights stay finite; the run is called diverged only when more
 #: than this many checked losses in a row are non-finite. Without a scaler (fp32) the first
 #: non-finite loss stops the run.
 MAX_SKIPPED_STEPS_IN_A_ROW = 3
-
-
-@dataclass
-class Splits:
-    """Index arrays into ``data.train_images`` for training and validation."""
-
-    train_idx: np.ndarray
-    val_idx: np.ndarray
 
 
 def make_splits(config: TrainConfig, data: CifarData) -> Splits:
@@ -66,89 +63,6 @@ def make_splits(config: TrainConfig, data: CifarData) -> Splits:
         )
         train_idx = train_idx[keep]
     return Splits(train_idx=train_idx, val_idx=val_idx)
-
-
-@dataclass
-class Result:
-    """Outcome of :func:`train`.
-
-    Attributes:
-        status: ``completed``, ``early_stopped``, ``diverged`` or ``stopped`` (by a callback).
-        message: one line explaining a non-completed status.
-        history: one dict per epoch (see :func:`train`).
-        model: the trained model (best weights when early-stopped), in eval mode.
-        val: final validation report (None without a validation split).
-        test: test-set report (None when ``evaluate_test=False`` or diverged).
-        seconds: wall time of the whole run, evaluation included.
-        images_seen: training images processed (the compute a run used).
-        num_params: trainable parameters.
-    """
-
-    status: str
-    message: str
-    history: list[dict[str, Any]]
-    model: nn.Module
-    val: EvalReport | None
-    test: EvalReport | None
-    seconds: float
-    images_seen: int
-    num_params: int
-    config: TrainConfig
-    class_names: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def best_val_acc(self) -> float:
-        """Highest validation top-1 accuracy over the epochs (nan without validation)."""
-        values = [r["val_acc"] for r in self.history if r.get("val_acc") is not None]
-        return max(values) if values else float("nan")
-
-
-class TrainState:
-    """Live state of a run, passed to every callback hook."""
-
-    def __init__(self, config: TrainConfig, model: nn.Module, optimizer, schedule, scaler, gen):
-        self.config = config
-        self.model = model
-        self.optimizer = optimizer
-        self.schedule: LRSchedule = schedule
-        self.scaler: torch.amp.GradScaler = scaler
-        self.generator: torch.Generator = gen
-        self.epoch = 0  # completed epochs
-        self.step = 0  # optimizer steps over the whole run
-        self.total_steps = 0
-        self.lookahead: Lookahead | None = None
-        self.history: list[dict[str, Any]] = []
-        self.images_seen = 0
-        self.steps_per_epoch = 0
-        self.num_train = 0
-        self.num_val = 0
-        self.stop_status: str | None = None
-        self.stop_message = ""
-        self.early_stopping: EarlyStopping | None = None
-
-    def request_stop(self, status: str = STOPPED, message: str = "") -> None:
-        """End training after the current epoch with ``status``."""
-        self.stop_status, self.stop_message = status, message
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: weights, optimizer, scheduler, scaler, RNGs,
-        history and the resolved config."""
-        return {
-            "config": self.config.to_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "history": self.history,
-            "images_seen": self.images_seen,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "early_stopping": self.early_stopping.state_dict() if self.early_stopping else None,
-            "lookahead": self.lookahead.state_dict() if self.lookahead else None,
-        }
 
 
 def train(

@@ -216,7 +216,7 @@ CATALOGUE = [
     (
         "unknown optimizer",
         _sweep("bad_optimizer"),
-        ["optim.name", "'sgd', 'adam' or 'adamw'", "(got 'rmsprop')"],
+        ["optim.name", "'sgd', 'adam', 'adamw' or 'muon'", "(got 'rmsprop')"],
         {},
     ),
     (

@@ -118,11 +118,12 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
                 datetime_complete=t0 + datetime.timedelta(minutes=10 * k + 7),
                 params={"optim.lr": 0.01 * (k + 1)},
                 distributions=dist,
-                user_attrs={"test_acc": 0.855, "registry_version": "3"} if value == 0.86 else {},
+                user_attrs={"test_acc": 0.855} if value == 0.86 else {},
                 system_attrs={},
                 intermediate_values={},
             )
         )
+    study.set_user_attr("champion", {"trial": 2, "version": "3"})
     readme = tmp_path / "README.md"
     readme.write_text(README.format(name="sweep"))
     bench = _bench("sweep_report")

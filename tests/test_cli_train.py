@@ -202,7 +202,7 @@ def test_resume_an_interrupted_run_finishes_it(data_dir, tiny_data, tmp_path):
         (["--set", "foo=1"], ["unknown key 'foo'"]),
         (["--set", "optim.lr"], ["must look like key=value"]),
         (["--batch-size", "0"], ["batch_size", "(got 0)"]),
-        (["--optimizer", "rmsprop"], ["optim.name", "'sgd', 'adam' or 'adamw'"]),
+        (["--optimizer", "rmsprop"], ["optim.name", "'sgd', 'adam', 'adamw' or 'muon'"]),
     ],
 )
 def test_train_config_errors(tmp_path, args, fragments):

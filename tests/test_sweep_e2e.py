@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from cifar_hpo.cli import app
-from cifar_hpo.sweep.runner import default_storage_url
+from cifar_hpo.sweep.storage import default_storage_url
 
 TINY = {
     "description": "tiny test study",
@@ -114,19 +114,22 @@ def test_two_trial_study_tracks_everything_and_resumes(project):
     assert best_run.data.metrics["final_val_acc"] == pytest.approx(best.value)
     assert {"test_acc", "test_top3", "test_top5", "test_f1_macro"} <= set(best_run.data.metrics)
     names = {f.path for f in client.list_artifacts(best_run.info.run_id)}
-    assert {
-        "config.yaml",
-        "per_class.json",
-        "classification_report.txt",
-        "model",
-        "weights",
-        "plots",
-    } <= names
+    assert {"config.yaml", "per_class.json", "classification_report.txt", "plots"} <= names
+    # the model is an MLflow 3 LoggedModel of the run (the experiment's Models tab)
+    (logged,) = client.search_logged_models([best_run.info.experiment_id])
+    assert logged.source_run_id == best_run.info.run_id
+    assert logged.tags["cifar_hpo.trial"] == str(best.number)
+    assert best.user_attrs["mlflow_model_id"] == logged.model_id
+    linked = {m.key for m in logged.metrics or []}
+    assert "final_val_acc" in linked  # the run's final metrics are the model's too
     plots = {f.path for f in client.list_artifacts(best_run.info.run_id, "plots")}
     assert {"plots/confusion.png", "plots/per_class.png", "plots/curves.png"} <= plots
     # champion alias points at the best trial, and the registered model loads and predicts
     version = client.get_model_version_by_alias("cifar-hpo-tiny", "champion")
     assert version.run_id == best_run.info.run_id
+    assert version.tags["cifar_hpo.model_id"] == logged.model_id
+    assert version.tags["metric"] == "val_acc"
+    assert study.user_attrs["champion"]["trial"] == best.number
     assert version.tags["trial"] == str(best.number)
     model = mlflow.pytorch.load_model("models:/cifar-hpo-tiny@champion")
     x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
@@ -183,9 +186,9 @@ def test_bad_trial_is_pruned_and_failures_do_not_stop_the_study(project):
 
 
 def test_trial_that_raises_is_failed_and_recorded(project, monkeypatch):
-    import cifar_hpo.sweep.runner as sweep_runner
+    import cifar_hpo.sweep.objective as sweep_objective
 
-    real_train = sweep_runner.train
+    real_train = sweep_objective.train
     calls = {"n": 0}
 
     def flaky_train(config, data, callbacks=(), **kwargs):
@@ -194,7 +197,7 @@ def test_trial_that_raises_is_failed_and_recorded(project, monkeypatch):
             raise RuntimeError("out of memory (simulated)")
         return real_train(config, data, callbacks, **kwargs)
 
-    monkeypatch.setattr(sweep_runner, "train", flaky_train)
+    monkeypatch.setattr(sweep_objective, "train", flaky_train)
     write_spec("flaky")
     sweep("flaky", 2)
     study = load("flaky")
@@ -295,8 +298,9 @@ def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_d
     from cifar_hpo.callbacks import Callback, Checkpointing
     from cifar_hpo.config import with_overrides
     from cifar_hpo.engine import train
-    from cifar_hpo.sweep.runner import RetryStaleTrial, open_study, trial_checkpoint_path
+    from cifar_hpo.sweep.runner import open_study
     from cifar_hpo.sweep.spec import load_spec, suggest
+    from cifar_hpo.sweep.storage import RetryStaleTrial, trial_checkpoint_path
 
     write_spec("resume", budget={"epochs": 3, "train_fraction": 1.0})
     spec = load_spec("resume")
@@ -336,12 +340,12 @@ def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_d
 
 
 def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
-    import cifar_hpo.sweep.runner as sweep_runner
+    import cifar_hpo.sweep.objective as sweep_objective
 
     def broken_train(config, data, callbacks=(), **kwargs):
         raise RuntimeError("CUDA error: device-side assert (simulated)")
 
-    monkeypatch.setattr(sweep_runner, "train", broken_train)
+    monkeypatch.setattr(sweep_objective, "train", broken_train)
     write_spec("broken")
     result = runner.invoke(app, ["sweep", "--study", "broken", "--trials", "2", "--no-progress"])
     assert result.exit_code == 1, result.output
@@ -355,8 +359,9 @@ def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
 def test_changed_search_space_is_refused_unless_allowed(project):
     from helpers import fails_with
 
-    from cifar_hpo.sweep.runner import SPACE_ATTR, open_study
+    from cifar_hpo.sweep.runner import open_study
     from cifar_hpo.sweep.spec import SweepSpecError, load_spec
+    from cifar_hpo.sweep.storage import SPACE_ATTR
 
     write_spec("space")
     open_study("space", load_spec("space"), default_storage_url())  # created with TINY's space
@@ -403,7 +408,8 @@ def test_pruned_trial_run_holds_every_epoch_and_its_artifacts(project, monkeypat
 
 
 def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch):
-    from cifar_hpo.sweep.runner import Objective, trial_checkpoint_path
+    from cifar_hpo.sweep.objective import Objective
+    from cifar_hpo.sweep.storage import trial_checkpoint_path
 
     seen = []
     real_complete = Objective._complete

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
+import mlflow.pytorch
 import torch
 from helpers import tiny_config
 from mlflow.tracking import MlflowClient
@@ -39,10 +42,18 @@ def test_logged_model_pins_torch_without_inferring_requirements(tmp_path, tiny_d
         raise AssertionError("pip requirements were inferred")
 
     monkeypatch.setattr(mlflow.models, "infer_pip_requirements", no_inference)
-    uri_model = TrialRun(tracker, run.info.run_id).log_model(result, tiny_data.mean, tiny_data.std)
-    local = mlflow.artifacts.download_artifacts(uri_model, tracking_uri=uri)
-    requirements = (tmp_path / local / "requirements.txt").read_text().split()
+    model_id = TrialRun(tracker, run.info.run_id).log_model(result, tiny_data.mean, tiny_data.std)
+    location = tracker.client.get_logged_model(model_id).artifact_location
+    local = mlflow.artifacts.download_artifacts(f"{location}/requirements.txt", tracking_uri=uri)
+    requirements = Path(local).read_text().split()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
+    # an MLflow 3 LoggedModel: linked to its run (the Models tab) and loadable by its id
+    model = tracker.client.get_logged_model(model_id)
+    assert model.source_run_id == run.info.run_id and model.name == "model"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    loaded = mlflow.pytorch.load_model(f"models:/{model_id}")
+    x = torch.rand(2, 3, 32, 32)
+    assert loaded(x).shape == (2, 10)
 
 
 def test_trial_params_include_model_defaults(tmp_path):

@@ -24,8 +24,8 @@ from servers import Unavailable, mlflow_server, postgres_database
 from typer.testing import CliRunner
 
 from cifar_hpo.cli import app
-from cifar_hpo.sweep.runner import make_storage
-from cifar_hpo.sweep.workers import process_gone, split_trials, worker_identity
+from cifar_hpo.sweep.storage import make_storage, process_gone, worker_identity
+from cifar_hpo.sweep.workers import split_trials
 from cifar_hpo.tracking import PARENT_RUN_ATTR, Tracker
 
 pytestmark = pytest.mark.slow

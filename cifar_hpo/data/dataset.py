@@ -6,14 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cifar_hpo.errors import DatasetError  # noqa: F401 (re-exported)
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
-
-
-class DatasetError(ValueError):
-    """A dataset is missing, malformed or inconsistent. The message is one line."""
 
 
 @dataclass(frozen=True)

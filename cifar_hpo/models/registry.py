@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cifar_hpo.errors import UnknownModelError  # noqa: F401 (re-exported)
+
 __all__ = [
     "ModelInfo",
     "UnknownModelError",
@@ -43,10 +45,6 @@ __all__ = [
 ]
 
 Builder = Callable[..., nn.Module]
-
-
-class UnknownModelError(ValueError):
-    """``create_model``/``model_info`` got a name that is not registered. One-line message."""
 
 
 @dataclass(frozen=True)

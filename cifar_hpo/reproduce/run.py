@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow.entities import Metric, Param
 from rich.console import Console
 
 from cifar_hpo.config import TrainConfig
@@ -46,7 +45,7 @@ from cifar_hpo.reproduce.table import (
     rewrite_readme,
     write_plots,
 )
-from cifar_hpo.tracking import Tracker, TrialRun, resolved_params
+from cifar_hpo.tracking import RunOutcome, Tracker, TrialRun
 
 SKIPPED, FAILED = "skipped", "failed"
 
@@ -108,24 +107,27 @@ def reproduce(
         book, budget, only=only, overrides=overrides, storage=storage, sweeps_dir=sweeps_dir
     )
     tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment_id(EXPERIMENT)
-    parent = tracker.client.create_run(
-        exp_id,
-        run_name=f"table-{budget.label}",
-        tags=_batch_tags(budget, recipes_file, command or "cifar-hpo reproduce", readme),
+    parent = tracker.start_run(
+        EXPERIMENT,
+        f"table-{budget.label}",
+        _batch_tags(budget, recipes_file, command or "cifar-hpo reproduce", readme),
+        system_metrics=False,
     )
-    parent_id = parent.info.run_id
+    parent_id = parent.run_id
     loader = _DataLoader(data_dir)
     try:
         for i, plan in enumerate(plans, start=1):
             if console is not None:
                 console.print(f"[bold][{i}/{len(plans)}] {plan.recipe.name}[/]: {_describe(plan)}")
-            run_recipe(plan, tracker, exp_id, parent_id, loader, console, show_progress)
+            run_recipe(plan, tracker, parent_id, loader, console, show_progress)
     except KeyboardInterrupt:
-        tracker.client.set_terminated(parent_id, status="KILLED")
+        parent.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
         raise
-    tracker.client.set_tag(parent_id, "cifar_hpo.finished", _now_text())
-    tracker.client.set_terminated(parent_id, status="FINISHED")
+    except BaseException as err:
+        parent.end(RunOutcome.FAILED, f"{type(err).__name__}: {err}")
+        raise
+    parent.set_tags({"cifar_hpo.finished": _now_text()})
+    parent.end(RunOutcome.COMPLETE)
     return write_table(
         parent_id, readme=readme, docs_dir=docs_dir, tracking_uri=tracking_uri, tracker=tracker
     )
@@ -160,16 +162,15 @@ def write_table(
     rel = {name: _relative(path, readme.parent) for name, path in plots.items()}
     body = render(table, rel)
     inserted = rewrite_readme(readme, body)
-    client.log_text(parent_run_id, body + "\n", "readme_table.md")
-    for path in plots.values():
-        client.log_artifact(parent_run_id, str(path), "plots")
+    batch = TrialRun(tracker, parent_run_id)
+    batch.log_text(body + "\n", "readme_table.md")
+    batch.log_files(plots.values(), "plots")
     return ReproduceOutcome(parent_run_id, table, readme, plots, inserted)
 
 
 def run_recipe(
     plan: PlannedRun,
     tracker: Tracker,
-    experiment_id: str,
     parent_run_id: str,
     loader: _DataLoader,
     console: Console | None = None,
@@ -178,9 +179,8 @@ def run_recipe(
     """Train one planned recipe as a child run of ``parent_run_id``; returns its run id.
 
     Never raises for a recipe's own failure (it is recorded); Ctrl-C ends the run KILLED and
-    propagates.
+    propagates. No error path leaves the run RUNNING.
     """
-    client = tracker.client
     recipe, config = plan.recipe, plan.config
     tags = {
         "mlflow.parentRunId": parent_run_id,
@@ -197,36 +197,33 @@ def run_recipe(
         tags["cifar_hpo.reported_metric"] = plan.reported.metric
         tags["cifar_hpo.reported_value"] = repr(plan.reported.value)
         tags["cifar_hpo.reported_text"] = plan.reported.text
-    run_id = client.create_run(experiment_id, run_name=recipe.name, tags=tags).info.run_id
-    if config is not None:
-        params = [Param(k, str(v)[:6000]) for k, v in resolved_params(config).items()]
-        for i in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[i : i + 100])
+    run = tracker.start_run(EXPERIMENT, recipe.name, tags, config, system_metrics=False)
 
-    def finish(status: str, reason: str = "", run_status: str = "FINISHED") -> str:
-        client.set_tag(run_id, "cifar_hpo.status", status)
-        if reason:
-            client.set_tag(run_id, "cifar_hpo.reason", reason[:5000])
-        client.set_terminated(run_id, status=run_status)
+    def finish(status: str, reason: str = "", outcome: RunOutcome = RunOutcome.COMPLETE) -> str:
+        try:
+            run.set_tags(
+                {"cifar_hpo.status": status, **({"cifar_hpo.reason": reason} if reason else {})}
+            )
+        finally:
+            run.end(outcome)
         if console is not None and status in (SKIPPED, FAILED, DIVERGED):
             console.print(f"  [yellow]{status}:[/] {reason}")
-        return run_id
+        return run.run_id
 
     if config is None:
         return finish(SKIPPED, plan.skip)
-    try:
-        data = loader(config)
-    except DatasetError as err:
-        _log_model_stats(client, run_id, config, None)
-        return finish(SKIPPED, str(err))
     bar = None
     try:
-        _log_model_stats(client, run_id, config, data)
+        try:
+            data = loader(config)
+        except DatasetError as err:
+            run.log_metrics(_model_stats(config, None))
+            return finish(SKIPPED, str(err))
+        run.log_metrics(_model_stats(config, data))
         device = resolve_device(config.device)
-        client.set_tag(run_id, "cifar_hpo.device", device_text(device, config))
+        run.set_tags({"cifar_hpo.device": device_text(device, config)})
         splits = make_splits(config, data)
         train_images = len(splits.train_idx)
-        run = TrialRun(tracker, run_id)
         run.log_dataset(data, train_images, len(splits.val_idx))
         callbacks: list = [run]
         if console is not None and show_progress:
@@ -235,28 +232,30 @@ def run_recipe(
             bar = RichProgress(console, label=recipe.name)
             callbacks.append(bar)
         result = train(config, data, callbacks)
+        if bar is not None:
+            bar.close()
+            bar = None
+        run.log_result(result)
+        run.log_metrics(_summary_metrics(result, train_images), step=len(result.history))
     except KeyboardInterrupt:
-        finish(FAILED, "interrupted (Ctrl-C/SIGTERM)", "KILLED")
+        finish(FAILED, "interrupted (Ctrl-C/SIGTERM)", RunOutcome.INTERRUPTED)
         raise
     except Exception as err:  # noqa: BLE001 - recorded; the batch goes on
-        return finish(FAILED, f"{type(err).__name__}: {err}", "FAILED")
+        return finish(FAILED, f"{type(err).__name__}: {err}", RunOutcome.FAILED)
     finally:
         if bar is not None:
             bar.close()
-    TrialRun(tracker, run_id).log_result(result)
-    client.log_batch(run_id, metrics=_summary_metrics(result, train_images))
     if console is not None and result.test is not None:
         console.print(
             f"  test top-1 {100 * result.test.metrics['acc']:.2f} %, {result.seconds / 60:.1f} min"
         )
     if result.status == DIVERGED:
-        return finish(DIVERGED, result.message, "FAILED")
+        return finish(DIVERGED, result.message, RunOutcome.FAILED)
     return finish(result.status, result.message)
 
 
-def _summary_metrics(result: Result, train_images: int) -> list[Metric]:
+def _summary_metrics(result: Result, train_images: int) -> dict[str, float]:
     """Epochs run, images per epoch, pooled training images/s, best validation values."""
-    ts, step = int(time.time() * 1000), len(result.history)
     seconds, prev = 0.0, 0
     for row in result.history:
         images = row["images_seen"] - prev
@@ -281,22 +280,15 @@ def _summary_metrics(result: Result, train_images: int) -> list[Metric]:
         values["best_val_loss"] = min(val_loss)
     if result.val is not None:
         values["final_val_acc"] = result.val.metrics["acc"]
-    return [Metric(k, float(v), ts, step) for k, v in values.items()]
+    return {k: float(v) for k, v in values.items()}
 
 
-def _log_model_stats(client, run_id: str, config: TrainConfig, data: CifarData | None) -> None:
+def _model_stats(config: TrainConfig, data: CifarData | None) -> dict[str, float]:
     """Parameters and MACs per image of the recipe's model, for the dataset's class count."""
     num_classes = data.num_classes if data is not None else _num_classes(config.data.dataset)
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, num_classes, **config.model.hparams)
-    ts = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[
-            Metric("num_params", float(count_parameters(model)), ts, 0),
-            Metric("macs", float(count_macs(model)), ts, 0),
-        ],
-    )
+    return {"num_params": float(count_parameters(model)), "macs": float(count_macs(model))}
 
 
 def _num_classes(dataset: str) -> int:

@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import optuna
 import torch
 from mlflow.tracking import MlflowClient
 
-from cifar_hpo.checkpoint import CheckpointError
+from cifar_hpo.errors import CheckpointError, SweepSpecError
 from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
+from cifar_hpo.sweep.champion import CHAMPION_ATTR
 from cifar_hpo.sweep.report import best_trial
-from cifar_hpo.sweep.runner import RUN_ID_ATTR, make_storage
-from cifar_hpo.sweep.spec import SweepSpecError
+from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, make_storage
+from cifar_hpo.tracking import WEIGHTS_FILE
 
 
 @dataclass
@@ -29,6 +31,7 @@ class BestTrial:
     value: float
     params: dict[str, Any]
     run_id: str | None
+    model_id: str | None
     registry_version: str | None
     test_acc: float | None
     user_attrs: dict[str, Any]
@@ -55,22 +58,25 @@ def find_best(study_name: str, storage: str | None = None) -> BestTrial:
             f"study {study_name!r} has no completed trial yet ({n} trials in other states); "
             f"run: cifar-hpo sweep --study {study_name} --trials N"
         )
+    champion = study.user_attrs.get(CHAMPION_ATTR) or {}
     return BestTrial(
         study=study_name,
         number=best.number,
         value=float(best.value),
         params=dict(best.params),
         run_id=best.user_attrs.get(RUN_ID_ATTR),
-        registry_version=best.user_attrs.get("registry_version"),
+        model_id=best.user_attrs.get(MODEL_ID_ATTR),
+        registry_version=champion.get("version") if champion.get("trial") == best.number else None,
         test_acc=best.user_attrs.get("test_acc"),
         user_attrs=dict(best.user_attrs),
     )
 
 
 def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = None) -> Path:
-    """Rebuild the best trial's model from its MLflow ``weights/state_dict.pt`` (loaded with
-    ``weights_only=True``) and write a self-contained ``torch.export`` file (see
-    :mod:`cifar_hpo.export`).
+    """Rebuild the best trial's model from the weights in its MLflow LoggedModel
+    (``extra_files/state_dict.pt``; the run's ``weights/state_dict.pt`` for studies from before
+    LoggedModels), loaded with ``weights_only=True``, and write a self-contained
+    ``torch.export`` file (see :mod:`cifar_hpo.export`).
 
     Raises:
         CheckpointError: the trial has no logged weights (its run was not among the top-k).
@@ -83,7 +89,15 @@ def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = No
     client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = client.download_artifacts(best.run_id, "weights/state_dict.pt", tmp)
+            if best.model_id:
+                location = client.get_logged_model(best.model_id).artifact_location
+                local = mlflow.artifacts.download_artifacts(
+                    f"{location}/extra_files/{WEIGHTS_FILE}",
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+            else:
+                local = client.download_artifacts(best.run_id, "weights/state_dict.pt", tmp)
         except Exception as err:  # noqa: BLE001 - MLflow raises several types
             raise CheckpointError(
                 f"trial {best.number} (run {best.run_id}) has no logged weights: {err}"

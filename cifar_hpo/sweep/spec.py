@@ -33,6 +33,7 @@ from cifar_hpo.config import (
     nest,
     with_overrides,
 )
+from cifar_hpo.errors import SweepSpecError  # noqa: F401 (re-exported)
 
 SWEEPS_DIR = Path("sweeps")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
@@ -166,10 +167,6 @@ class SweepSpec(_Strict):
         values["epochs"] = self.budget.epochs
         values.setdefault("data", {})["train_fraction"] = self.budget.train_fraction
         return TrainConfig.from_dict(values)
-
-
-class SweepSpecError(ConfigError):
-    """A sweep file is invalid. The message is one line naming the file, key and problem."""
 
 
 def _format(err: ValidationError, where: str) -> str:

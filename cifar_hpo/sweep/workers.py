@@ -1,148 +1,31 @@
-"""Several workers on one study: worker identity, trials of killed workers, local launcher.
+"""``cifar-hpo sweep --workers K``: K local worker processes on one study.
 
-Coordination is Optuna's own: every worker opens the same study on a shared storage and asks it
-for trials (PostgreSQL through RDB storage for several machines, a journal file for several
-processes on one machine). What the storages leave to the caller is here:
-
-* :func:`fail_stale_trials` fails the trials a killed worker left RUNNING and queues one retry
-  of each (Optuna's ``RetryHeartbeatStaleTrialCallback``). RDB storage finds them by heartbeat
-  (a trial's process records one every ``CIFAR_HPO_HEARTBEAT_INTERVAL`` seconds; after
-  ``CIFAR_HPO_HEARTBEAT_GRACE`` seconds without one it is stale). Journal storage has no
-  heartbeat, so each trial records its worker (host, process id and start time) and a worker
-  on the same host that finds that process gone fails the trial.
-* :func:`launch_workers` is ``cifar-hpo sweep --workers K``: K local worker processes, the
-  trials split between them, their output prefixed, Ctrl-C/SIGTERM forwarded once.
+Each worker is ``python -m cifar_hpo.sweep.workers '<JSON arguments>'``: a process that calls
+:func:`~cifar_hpo.sweep.runner.run_sweep` directly with the launcher's arguments (overrides
+already parsed), not a second trip through the command line. Coordination between workers is
+Optuna's own, through the shared storage (see :mod:`cifar_hpo.sweep.storage`); the launcher
+checks the spec, data and storage once, creates the study and its MLflow parent run, shares out
+the trials, prefixes each worker's output lines, forwards Ctrl-C/SIGTERM once, and at the end
+fails and closes whatever a dead worker left RUNNING.
 """
 
 from __future__ import annotations
 
-import datetime
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import optuna
-from optuna.trial import TrialState
 from rich.console import Console
 
-if TYPE_CHECKING:
-    from cifar_hpo.sweep.runner import SweepOutcome
-
-
-class WorkerError(ValueError):
-    """Workers cannot run as asked (for example several on SQLite). The message is one line."""
-
-
-# ----------------------------------------------------------------------------- identity
-def _start_ticks(pid: int) -> int | None:
-    """Start time of process ``pid`` in clock ticks since boot (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[19]) if len(fields) > 19 else None
-
-
-def worker_identity() -> dict[str, Any]:
-    """This process as a trial's worker: ``{"host", "pid", "started"}``."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _start_ticks(os.getpid())}
-
-
-def process_gone(owner: dict[str, Any]) -> bool:
-    """Whether the worker process ``owner`` (see :func:`worker_identity`) has certainly ended.
-
-    Only processes on this host can be checked; a reused process id is told apart by its start
-    time, and a zombie (killed, not yet reaped) counts as ended.
-    """
-    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
-        return False
-    pid = owner["pid"]
-    if pid == os.getpid():
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc (macOS): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    if fields[0] == b"Z":
-        return True
-    started = owner.get("started")
-    return started is not None and int(fields[19]) != started
-
-
-# ----------------------------------------------------------------------------- stale trials
-def stale_journal_trials(study: optuna.Study, grace: float) -> list[optuna.trial.FrozenTrial]:
-    """RUNNING trials whose worker process is gone; a trial that never recorded its worker
-    counts once it has been running for ``grace`` seconds."""
-    from cifar_hpo.sweep.runner import WORKER_ATTR
-
-    now = datetime.datetime.now()
-    stale = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(WORKER_ATTR)
-        if isinstance(owner, dict) and owner.get("trial") == t.number:
-            if process_gone(owner):
-                stale.append(t)
-        elif t.datetime_start is not None:  # (an owner copied from a retried trial is not one)
-            if (now - t.datetime_start).total_seconds() > grace:
-                stale.append(t)
-    return stale
-
-
-def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
-    """Fail the trials that killed workers left RUNNING and queue one retry of each.
-
-    RDB storage: Optuna's heartbeat check (``optuna.storages.fail_stale_trials``; the storage's
-    stale-trial callback queues the retry). Journal storage: :func:`stale_journal_trials`.
-    Returns the numbers of the trials this call failed (RDB: the ones no longer RUNNING).
-    """
-    import warnings
-
-    from cifar_hpo.sweep.runner import (
-        FAIL_REASON_ATTR,
-        WORKER_ATTR,
-        RetryStaleTrial,
-        heartbeat_settings,
-    )
-
-    if isinstance(storage, optuna.storages.RDBStorage):
-        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
-        now = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return sorted(before - now)
-    if not isinstance(storage, optuna.storages.JournalStorage):
-        return []
-    _, grace = heartbeat_settings()
-    failed = []
-    retry = RetryStaleTrial(max_retry=1)
-    for t in stale_journal_trials(study, grace):
-        owner = t.user_attrs.get(WORKER_ATTR) or {}
-        reason = f"worker {owner.get('host', '?')}:{owner.get('pid', '?')} stopped mid-trial"
-        try:
-            storage.set_trial_user_attr(t._trial_id, FAIL_REASON_ATTR, reason)
-            study.tell(t.number, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - another worker failed it first
-            continue
-        failed.append(t.number)
-        retry(study, storage.get_trial(t._trial_id))
-    return failed
+from cifar_hpo.errors import CifarHpoError, WorkerError
+from cifar_hpo.sweep.runner import SweepOutcome, finish_sweep, prepare_sweep
+from cifar_hpo.sweep.storage import storage_kind
 
 
 # ----------------------------------------------------------------------------- launcher
@@ -152,8 +35,6 @@ def require_shared_storage(storage: str | None, workers: int, study: str) -> Non
     Raises:
         WorkerError: one line naming what to use instead.
     """
-    from cifar_hpo.sweep.runner import storage_kind
-
     if workers > 1 and storage_kind(storage) == "sqlite":
         shown = storage or "the default sqlite:///studies/optuna.db"
         raise WorkerError(
@@ -172,11 +53,12 @@ def split_trials(trials: int | None, workers: int) -> list[int | None]:
 
 
 def launch_workers(
-    worker_args: Callable[[int, int | None], list[str]],
+    worker_kwargs: Callable[[int, int | None], dict[str, Any]],
     shares: list[int | None],
     console: Console,
 ) -> tuple[list[int], bool]:
-    """Run ``python -m cifar_hpo.cli <worker_args(i, share)>`` for each share, concurrently.
+    """Run one worker process per share, concurrently: ``python -m cifar_hpo.sweep.workers``
+    with ``worker_kwargs(i, share)`` (the keyword arguments of ``run_sweep``) as JSON.
 
     Each worker's output lines are printed with a ``[wI]`` prefix. Workers run in their own
     session (a terminal's Ctrl-C reaches only this launcher); the first SIGINT/SIGTERM here is
@@ -217,7 +99,7 @@ def launch_workers(
     try:
         for i, share in enumerate(shares):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cifar_hpo.cli", *worker_args(i, share)],
+                [sys.executable, "-m", __name__, json.dumps(worker_kwargs(i, share))],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -251,30 +133,27 @@ def run_sweep_workers(
     seed: int | None = None,
     sweeps_dir: str | Path = "sweeps",
     data_dir: str | Path | None = None,
-    sets: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
     console: Console,
     allow_space_change: bool = False,
 ) -> SweepOutcome:
     """``cifar-hpo sweep --workers K``: check the spec, data and storage and create the study
-    and its MLflow parent run here, once; then run K worker processes (``sweep --workers 1``)
-    sharing out ``trials``; then fail and close whatever a dead worker left RUNNING.
+    and its MLflow parent run here, once; then run K worker processes sharing out ``trials``;
+    then fail and close whatever a dead worker left RUNNING and settle the champion.
 
     Raises:
         WorkerError: a storage several processes cannot share.
-        SweepSpecError, DatasetError: as :func:`~cifar_hpo.sweep.runner.prepare_sweep`.
+        SweepSpecError, TrackingError, DatasetError: as
+            :func:`~cifar_hpo.sweep.runner.prepare_sweep`.
     """
-    from cifar_hpo.config import parse_overrides
-    from cifar_hpo.sweep.runner import SweepOutcome, prepare_sweep, reconcile_runs
-
     require_shared_storage(storage, workers, study_name)
-    sets = list(sets or [])
     prep = prepare_sweep(
         study_name,
         storage=storage,
         seed=seed,
         sweeps_dir=sweeps_dir,
         data_dir=data_dir,
-        overrides=parse_overrides(sets),
+        overrides=overrides,
         allow_space_change=allow_space_change,  # the workers then find the new space recorded
     )
     before = {t.number for t in prep.study.get_trials(deepcopy=False)}
@@ -285,24 +164,54 @@ def run_sweep_workers(
         highlight=False,
     )
 
-    def worker_args(i: int, share: int | None) -> list[str]:
-        args = ["sweep", "--study", study_name, "--storage", str(storage), "--workers", "1"]
-        args += ["--worker-index", str(i), "--sweeps-dir", str(sweeps_dir), "--no-progress"]
-        args += ["--trials", str(share)] if share is not None else []
-        args += ["--timeout", str(timeout)] if timeout is not None else []
-        args += ["--seed", str(seed)] if seed is not None else []
-        args += ["--data-dir", str(data_dir)] if data_dir is not None else []
-        for item in sets:
-            args += ["--set", item]
-        return args
+    def worker_kwargs(i: int, share: int | None) -> dict[str, Any]:
+        return {
+            "study_name": study_name,
+            "n_trials": share,
+            "timeout": timeout,
+            "storage": storage,
+            "seed": seed,
+            "sweeps_dir": str(sweeps_dir),
+            "data_dir": str(data_dir) if data_dir is not None else None,
+            "tracking_uri": prep.tracker.tracking_uri,
+            "overrides": overrides or {},
+            "worker_index": i,
+        }
 
-    codes, interrupted = launch_workers(worker_args, shares, console)
+    codes, interrupted = launch_workers(worker_kwargs, shares, console)
     interrupted = interrupted or 130 in codes
-    fail_stale_trials(prep.study, prep.storage)
-    reconcile_runs(prep.study, prep.tracker)
-    if prep.tracker.client.get_run(prep.parent_run_id).info.status == "RUNNING":
-        status = "KILLED" if interrupted else "FAILED" if any(codes) else "FINISHED"
-        prep.tracker.finish_parent(prep.study, prep.parent_run_id, status=status)
+    finish_sweep(prep, "KILLED" if interrupted else "FAILED" if any(codes) else "FINISHED")
     new = sorted(t.number for t in prep.study.get_trials(deepcopy=False) if t.number not in before)
     failed = [(i, code) for i, code in enumerate(codes) if code not in (0, 130)]
     return SweepOutcome(prep.study, prep.parent_run_id, interrupted, new, failed)
+
+
+def worker_main(argv: list[str]) -> int:
+    """One worker process: ``run_sweep(**json.loads(argv[0]))`` with a line per trial.
+
+    Returns:
+        0 done, 130 interrupted (SIGTERM/Ctrl-C; the running trial is recorded), 2 a user
+        error (its one line printed).
+    """
+    from cifar_hpo.device import tune_malloc
+    from cifar_hpo.sweep.runner import run_sweep
+
+    def _sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    tune_malloc()
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    console = Console(highlight=False)
+    kwargs = json.loads(argv[0])
+    try:
+        outcome = run_sweep(**kwargs, console=console, show_progress=False)
+    except CifarHpoError as err:
+        console.print(f"error: {err}", markup=False)
+        return 2
+    console.print(f"worker done: {len(outcome.new_trials)} trials", markup=False)
+    return 130 if outcome.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

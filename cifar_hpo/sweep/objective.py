@@ -1,0 +1,299 @@
+"""The Optuna objective: sample -> config -> train -> validation value.
+
+Tracking and pruning plug in as training callbacks, so the same objective serves ``cifar-hpo
+sweep`` (MLflow runs, checkpoints, the registry) and the benchmarks (``bench/pruning.py``,
+``bench/tracking_overhead.py``) with a :class:`~cifar_hpo.tracking.NullTracker`.
+
+Per trial the objective records, whatever the outcome (complete, pruned, failed), the compute it
+used as trial user attributes: ``images_seen``, ``epochs_run``, ``seconds`` and ``macs`` (forward
+multiply-accumulates per image of the trial's model). A completed trial that ranks among the
+study's ``top_k_models`` logs its model; which models stay and which one is the registry's
+``champion`` is decided after the trial is told (:mod:`cifar_hpo.sweep.champion`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.progress import Progress
+
+from cifar_hpo.callbacks import Callback, Checkpointing
+from cifar_hpo.checkpoint import load_checkpoint
+from cifar_hpo.config import TrainConfig, with_overrides
+from cifar_hpo.data import CifarData
+from cifar_hpo.engine import Result, TrainState, make_splits, train
+from cifar_hpo.errors import CheckpointError, TrialFailed
+from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.sweep.spec import SweepSpec, suggest
+from cifar_hpo.sweep.storage import (
+    FAIL_REASON_ATTR,
+    MODEL_ID_ATTR,
+    RUN_ID_ATTR,
+    WORKER_ATTR,
+    trial_checkpoint_path,
+    worker_identity,
+)
+from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, tracking_failure
+
+#: objective metric name -> key of :class:`~cifar_hpo.metrics.EvalReport` metrics
+METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
+
+
+class PruningCallback(Callback):
+    """Reports ``metric`` each epoch (``trial.report(value, epoch)``) and raises
+    ``optuna.TrialPruned`` when the study's pruner says so. Place it after the tracking
+    callback, so the epoch a trial is pruned at is logged too."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial = trial
+        self.metric = metric
+
+    def on_train_start(self, state: TrainState) -> None:
+        # a trial resumed from a checkpoint reports the epochs it inherited (no pruning on them)
+        for record in state.history:
+            value = record.get(self.metric)
+            if value is not None and math.isfinite(value):
+                self.trial.report(value, record["epoch"])
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        value = record.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(value, record["epoch"])
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at_epoch", record["epoch"])
+            raise optuna.TrialPruned(
+                f"pruned at epoch {record['epoch']} ({self.metric}={value:.4f})"
+            )
+
+
+class ComputeMeter(Callback):
+    """Images processed and epochs run so far (the compute of a trial that ends early too)."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.epochs = 0
+
+    def on_train_start(self, state: TrainState) -> None:
+        self.images, self.epochs = state.images_seen, state.epoch
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        self.images, self.epochs = state.images_seen, int(record["epoch"])
+
+
+class MacsCache:
+    """Forward MACs per image (:func:`cifar_hpo.models.count_macs`) per model config."""
+
+    def __init__(self) -> None:
+        self._macs: dict[str, int] = {}
+
+    def __call__(self, config: TrainConfig, num_classes: int) -> int:
+        key = json.dumps([config.model.name, config.model.hparams, num_classes], sort_keys=True)
+        if key not in self._macs:
+            model = create_model(config.model.name, num_classes, **config.model.hparams)
+            self._macs[key] = count_macs(model)
+        return self._macs[key]
+
+
+class Objective:
+    """Sample -> config -> train (tracked, pruned, checkpointed) -> validation metric.
+
+    Args:
+        spec: the study's spec (search space, objective, ``top_k_models``).
+        data: the dataset every trial trains on.
+        study_name: names the trial checkpoints (``studies/checkpoints/<study>/``).
+        tracker: :class:`~cifar_hpo.tracking.Tracker` (one MLflow run per trial, nested under
+            ``parent_run_id``) or :class:`~cifar_hpo.tracking.NullTracker` (records nothing).
+        progress: a rich progress display to show each trial's epochs in, or None.
+        overrides: dotted config values applied to the spec's base config before the trial's
+            own parameters.
+        checkpoints: write each epoch to ``studies/checkpoints/...`` so the retry of a trial
+            whose worker was killed continues from there.
+        evaluate_test: score the test split after a completed trial (never used for
+            selection; off in the benchmarks).
+
+    Calling it with an ``optuna.Trial`` returns the trial's validation value (a float).
+
+    Raises:
+        optuna.TrialPruned: the pruner stopped the trial (its run is ended KILLED).
+        TrialFailed: the run diverged or has no validation split (run ended FAILED).
+        Exception: whatever training raised (run ended FAILED, reason recorded); the study's
+            ``catch`` turns it into a FAIL trial.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        data: CifarData,
+        study_name: str,
+        *,
+        tracker: Tracker | NullTracker | None = None,
+        parent_run_id: str | None = None,
+        progress: Progress | None = None,
+        overrides: dict[str, Any] | None = None,
+        checkpoints: bool = True,
+        evaluate_test: bool = True,
+    ):
+        self.spec = spec
+        self.data = data
+        self.study_name = study_name
+        self.tracker = tracker if tracker is not None else NullTracker()
+        self.parent_run_id = parent_run_id
+        self.progress = progress
+        self.base = spec.base_config()
+        if overrides:
+            self.base = with_overrides(self.base, overrides)
+        self.checkpoints = checkpoints
+        self.evaluate_test = evaluate_test
+        self.metric = spec.objective.metric
+        self.maximize = spec.objective.direction == "maximize"
+        self.macs = MacsCache()
+        self.numbers: list[int] = []  # trials this process ran (other workers add theirs)
+
+    def config_for(self, trial: optuna.Trial) -> TrainConfig:
+        """The trial's config: the base config plus its sampled parameters."""
+        return with_overrides(self.base, suggest(trial, self.spec))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except Exception as err:
+            lost = tracking_failure(err, self.tracker.tracking_uri)
+            if lost is None:
+                raise
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(lost).__name__}: {lost}")
+            raise lost from None
+
+    def _run(self, trial: optuna.Trial) -> float:
+        # first, so a worker that dies from here on leaves a trial others can recognize
+        self.numbers.append(trial.number)
+        trial.set_user_attr(WORKER_ATTR, {**worker_identity(), "trial": trial.number})
+        config = self.config_for(trial)
+        macs = self.macs(config, self.data.num_classes)
+        trial.set_user_attr("macs", macs)
+        run = self.tracker.start_trial(
+            self.study_name, self.parent_run_id, trial.number, config, macs=macs
+        )
+        if run.run_id:
+            trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        splits = make_splits(config, self.data)
+        run.log_dataset(self.data, len(splits.train_idx), len(splits.val_idx))
+        resume, origin = self._resume_state(trial, config)
+        checkpoint = trial_checkpoint_path(self.study_name, trial.number)
+        meter = ComputeMeter()
+        # the run logs an epoch before the pruner may stop the trial at it
+        callbacks: list[Callback] = [meter, run, PruningCallback(trial, self.metric)]
+        if self.checkpoints:
+            callbacks.insert(0, Checkpointing(checkpoint))
+        bar = None
+        if self.progress is not None:
+            from cifar_hpo.progress import RichProgress
+
+            bar = RichProgress(progress=self.progress, label=f"trial {trial.number}")
+            callbacks.append(bar)
+        result = None
+        t0 = time.perf_counter()
+        try:
+            result = train(
+                config, self.data, callbacks, resume=resume, evaluate_test=self.evaluate_test
+            )
+        except optuna.TrialPruned as err:
+            _log_partial(run)
+            run.end(RunOutcome.PRUNED, str(err))
+            raise
+        except KeyboardInterrupt:
+            run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
+            raise
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            _log_partial(run)
+            run.end(RunOutcome.FAILED, reason)
+            raise
+        finally:
+            trial.set_user_attr("images_seen", meter.images)
+            trial.set_user_attr("epochs_run", meter.epochs)
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            if bar is not None:
+                bar.close()
+            if result is None:  # ended during training: recorded above
+                _drop_checkpoints(checkpoint, origin)
+        try:
+            return self._complete(trial, run, result)
+        finally:
+            # removed only once the trial is recorded: a worker killed before this point (no
+            # finally runs) leaves its checkpoint for the retry
+            _drop_checkpoints(checkpoint, origin)
+
+    def _resume_state(self, trial: optuna.Trial, config) -> tuple[dict | None, Path | None]:
+        """For a retry of a trial whose worker was killed: that trial's last epoch checkpoint,
+        when this machine has it and it was written with the same config."""
+        if not self.checkpoints:
+            return None, None
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        original = frozen.system_attrs.get("failed_trial")
+        if original is None:
+            return None, None
+        path = trial_checkpoint_path(self.study_name, int(original))
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            return None, None  # another machine's trial, or nothing written yet: start over
+        if state.get("config") != config.to_dict():
+            return None, path
+        trial.set_user_attr("resumed_from", {"trial": int(original), "epoch": int(state["epoch"])})
+        return state, path
+
+    def _complete(self, trial: optuna.Trial, run: TrialRun, result: Result) -> float:
+        try:
+            run.log_result(result)
+            if result.status == "diverged" or result.val is None:
+                reason = result.message or "no validation split: set data.val_fraction > 0"
+                trial.set_user_attr(FAIL_REASON_ATTR, reason)
+                run.end(RunOutcome.FAILED, reason)
+                raise TrialFailed(reason)
+            value = float(result.val.metrics[METRIC_KEYS[self.metric]])
+            if result.test is not None:
+                trial.set_user_attr("test_acc", result.test.metrics["acc"])
+                trial.set_user_attr("test_f1_macro", result.test.metrics["f1_macro"])
+            if self._rank(trial, value) < max(1, self.spec.top_k_models):
+                model_id = run.log_model(result, self.data.mean, self.data.std)
+                if model_id:
+                    trial.set_user_attr(MODEL_ID_ATTR, model_id)
+            run.end(RunOutcome.COMPLETE)
+            return value
+        except TrialFailed:
+            raise
+        except BaseException as err:
+            reason = f"{type(err).__name__}: {err}"
+            trial.set_user_attr(FAIL_REASON_ATTR, reason)
+            run.end(RunOutcome.FAILED, reason)
+            raise
+
+    def _rank(self, trial: optuna.Trial, value: float) -> int:
+        """How many COMPLETE trials of the study are better than ``value`` (0 = a new best)."""
+        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        values = [t.value for t in done if t.value is not None]
+        return sum(v > value if self.maximize else v < value for v in values)
+
+
+def _drop_checkpoints(*paths: Path | None) -> None:
+    for path in paths:
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+def _log_partial(run: TrialRun) -> None:
+    """Config, history and plots of a pruned or failed run; a logging error must not hide the
+    trial's own outcome."""
+    try:
+        run.log_partial()
+    except Exception as err:  # noqa: BLE001
+        warnings.warn(f"could not log the partial run {run.run_id}: {err}", stacklevel=2)
