@@ -22,17 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-POLICIES = (
-    "strength",
-    "none",
-    "flip",
-    "flip-translate",
-    "alternating-flip-translate",
-    "flip-crop",
-    "seed002",
-    "seed003",
-    "seed004",
-)
+from cifar_hpo.config import AUGMENT_POLICIES as POLICIES  # the names live with the config
 
 
 @dataclass(frozen=True)

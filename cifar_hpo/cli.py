@@ -340,7 +340,8 @@ StorageOpt = Annotated[
 def sweep_cmd(
     study: Annotated[str, typer.Option(help="Study name: sweeps/<study>.yaml.")],
     trials: Annotated[
-        int | None, typer.Option(help="Trials to add (shared out among --workers), >= 1.")
+        str | None,
+        typer.Option(metavar="N", help="Trials to add (shared out among --workers), >= 1."),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting trials after S seconds.")
@@ -383,8 +384,7 @@ def sweep_cmd(
 
     if trials is None and timeout is None:
         raise UserError("give --trials N and/or --timeout SECONDS")
-    if trials is not None and trials < 1:
-        raise UserError(f"--trials must be a whole number >= 1, got {trials}")
+    trials = _trial_count(trials)
     if timeout is not None and not timeout > 0:
         raise UserError(f"--timeout must be a number of seconds > 0, got {timeout:g}")
     # MLflow's client prints a "View run" URL for every run it ends on a tracking server
@@ -455,6 +455,19 @@ def sweep_cmd(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+
+
+def _trial_count(text: str | None) -> int | None:
+    """``--trials`` as an int >= 1 (parsed here, so that a bad value gets one line)."""
+    if text is None:
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"--trials must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def all_new_trials_failed(study, numbers: list[int]) -> tuple[int, list[str]] | None:

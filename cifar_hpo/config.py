@@ -26,6 +26,18 @@ from pydantic import (
 from cifar_hpo.errors import ConfigError  # noqa: F401 (re-exported)
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
+#: augmentation policies (built by :func:`cifar_hpo.augment.build_augmenter`)
+AUGMENT_POLICIES = (
+    "strength",
+    "none",
+    "flip",
+    "flip-translate",
+    "alternating-flip-translate",
+    "flip-crop",
+    "seed002",
+    "seed003",
+    "seed004",
+)
 SCHEDULERS = ("onecycle", "linear", "cosine", "plateau", "step", "constant")
 
 
@@ -229,12 +241,9 @@ class AugmentConfig(_Section):
 
     @model_validator(mode="after")
     def _known_policy(self) -> AugmentConfig:
-        from cifar_hpo.augment import POLICIES
-
-        if self.policy not in POLICIES:
-            raise ValueError(
-                f"unknown augment policy {self.policy!r}; choose one of: {', '.join(POLICIES)}"
-            )
+        if self.policy not in AUGMENT_POLICIES:
+            allowed = ", ".join(AUGMENT_POLICIES)
+            raise ValueError(f"unknown augment policy {self.policy!r}; choose one of: {allowed}")
         return self
 
 

@@ -1,0 +1,112 @@
+"""The package's import graph: no cycles anywhere, and imports only run one way
+(cli -> sweep -> tracking -> core -> models/data/config), counting every import statement,
+function-local and type-checking ones included (read from the source, not from a run)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cifar_hpo"
+
+#: layer of each module prefix; a module may import only modules of its own layer or below.
+#: ``reproduce`` sits beside ``sweep`` (it reads a study's best trial through ``sweep.best``).
+LAYERS = [
+    ("cifar_hpo.cli", 5),
+    ("cifar_hpo.reproduce", 4),
+    ("cifar_hpo.sweep", 4),
+    ("cifar_hpo.tracking", 3),
+    ("cifar_hpo", 2),  # the training core and its helpers
+    ("cifar_hpo.models", 1),
+    ("cifar_hpo.data", 1),
+    ("cifar_hpo.config", 1),
+    ("cifar_hpo.errors", 0),
+]
+
+
+def module_names() -> dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        names[name] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports anywhere in its source."""
+    modules = module_names()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parent, base] if base else parent)
+                targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and not name.startswith(target + "."):
+                    graph[name].add(target)  # (a module importing its own package is fine)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def layer(module: str) -> int:
+    matches = [
+        (len(prefix), rank)
+        for prefix, rank in LAYERS
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    return max(matches)[1]
+
+
+def test_graph_reader_sees_local_and_type_checking_imports(tmp_path):
+    graph = import_graph()
+    assert "cifar_hpo.engine" in graph["cifar_hpo.sweep.objective"]
+    assert "cifar_hpo.progress" in graph["cifar_hpo.sweep.objective"]  # imported in a method
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_in_cifar_hpo():
+    assert find_cycle(import_graph()) is None
+
+
+def test_imports_run_one_way():
+    wrong = sorted(
+        f"{module} ({layer(module)}) imports {target} ({layer(target)})"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer(target) > layer(module)
+    )
+    assert not wrong, wrong
