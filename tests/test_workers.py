@@ -85,10 +85,10 @@ def storage(request, tmp_path):
     database.__exit__(None, None, None)
 
 
-def new_study() -> str:
+def new_study(**changes) -> str:
     """A study name unique on the shared MLflow server; writes its spec."""
     name = f"w{uuid.uuid4().hex[:8]}"
-    Path("sweeps", f"{name}.yaml").write_text(yaml.safe_dump(SPEC))
+    Path("sweeps", f"{name}.yaml").write_text(yaml.safe_dump({**SPEC, **changes}))
     return name
 
 
@@ -127,17 +127,21 @@ def check_tracking(study: optuna.Study, url: str) -> dict[int, object]:
     return by_number
 
 
-def start_worker(name: str, storage: str, *extra: str) -> subprocess.Popen:
-    """``cifar-hpo sweep`` as a separate process whose one trial runs for minutes."""
+def start_worker(name: str, storage: str, *extra: str, epochs: int = 300) -> subprocess.Popen:
+    """``cifar-hpo sweep`` as a separate process whose one trial runs for ``epochs`` epochs
+    (by default for minutes)."""
     cmd = [str(EXE), "sweep", "--study", name, "--storage", storage, "--no-progress"]
-    cmd += ["--trials", "1", "--set", "epochs=300", *extra]
+    cmd += ["--trials", "1", "--set", f"epochs={epochs}", *extra]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
     )
 
 
-def wait_running(name: str, storage: str, proc: subprocess.Popen, n: int = 1, timeout=300):
-    """Wait until ``n`` trials are RUNNING with an MLflow run and a first epoch reported."""
+def wait_running(
+    name: str, storage: str, proc: subprocess.Popen, n: int = 1, timeout=300, epochs_done=1
+):
+    """Wait until ``n`` trials are RUNNING with an MLflow run and ``epochs_done`` epochs
+    reported."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -146,7 +150,11 @@ def wait_running(name: str, storage: str, proc: subprocess.Popen, n: int = 1, ti
             running = load(name, storage).get_trials(states=(optuna.trial.TrialState.RUNNING,))
         except KeyError:  # study not created yet
             running = []
-        ready = [t for t in running if "mlflow_run_id" in t.user_attrs and t.intermediate_values]
+        ready = [
+            t
+            for t in running
+            if "mlflow_run_id" in t.user_attrs and len(t.intermediate_values) >= epochs_done
+        ]
         if len(ready) >= n:
             return ready
         time.sleep(0.5)
@@ -209,7 +217,7 @@ def test_racing_workers_agree_on_one_parent_run(project, mlflow_url, tmp_path):
 
 # ----------------------------------------------------------------------------- workers
 def test_three_workers_share_one_study(project, storage, mlflow_url):
-    name = new_study()
+    name = new_study(top_k_models=2)
     out = sweep("--study", name, "--trials", "6", "--workers", "3", "--storage", storage).output
     assert "3 workers, trials 2 + 2 + 2" in out and "6 new trials" in out, out
     study = load(name, storage)
@@ -219,6 +227,23 @@ def test_three_workers_share_one_study(project, storage, mlflow_url):
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 3  # all three took part
     assert len({t.params["optim.lr"] for t in trials}) == 6  # workers sample differently
     check_tracking(study, mlflow_url)
+    # at most k = 2 logged models, those of the study's two best trials
+    client = MlflowClient(mlflow_url)
+    exp = client.get_experiment_by_name(f"cifar-hpo/{name}")
+    models = list(client.search_logged_models([exp.experiment_id]))
+    ranked = sorted(trials, key=lambda t: (-t.value, t.number))
+    assert sorted(int(m.tags["cifar_hpo.trial"]) for m in models) == sorted(
+        t.number for t in ranked[:2]
+    )
+    # the champion is the study's best, and `cifar-hpo best` names the same trial
+    champion = client.get_model_version_by_alias(f"cifar-hpo-{name}", "champion")
+    best = study.best_trial
+    assert champion.tags["trial"] == str(best.number)
+    assert champion.tags["cifar_hpo.model_id"] == best.user_attrs["mlflow_model_id"]
+    shown = runner.invoke(app, ["best", "--study", name, "--storage", storage])
+    assert shown.exit_code == 0, shown.output
+    assert f"best trial of {name}: #{best.number}" in shown.output
+    assert f"cifar-hpo-{name} v{champion.version}" in shown.output
 
 
 def test_sqlite_refused_for_several_workers(project):
@@ -260,6 +285,49 @@ def test_killed_worker_trial_fails_is_retried_and_its_run_closed(
     runs = check_tracking(study, mlflow_url)
     assert runs[killed.number].info.run_id == run_id
     assert runs[killed.number].info.status == "FAILED"
+
+
+def test_killed_trial_resumes_from_its_checkpoint_with_the_same_history(project, tmp_path):
+    """SIGKILL a worker mid-trial, restart the same command: the retry continues the killed
+    trial from its last epoch checkpoint and ends with the history of an uninterrupted run."""
+    import torch
+
+    from cifar_hpo.config import with_overrides
+    from cifar_hpo.data import load_dataset
+    from cifar_hpo.engine import train
+    from cifar_hpo.sweep.spec import load_spec
+
+    storage = f"journal:{tmp_path / 'studies' / 'kill.log'}"
+    name = new_study()
+    epochs = 40  # long enough to kill mid-way, short enough to finish soon after
+    proc = start_worker(name, storage, epochs=epochs)
+    (victim,) = wait_running(name, storage, proc, epochs_done=2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    checkpoint = Path("studies", "checkpoints", name, f"trial-{victim.number}.pt")
+    assert checkpoint.is_file()  # left for the retry
+
+    restart = start_worker(name, storage, epochs=epochs)  # the same command again
+    out, _ = restart.communicate(timeout=600)
+    assert restart.returncode == 0, out
+    study = load(name, storage)
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"], out
+    killed, retry = study.trials
+    resumed = retry.user_attrs["resumed_from"]
+    assert resumed["trial"] == killed.number and resumed["epoch"] >= 2
+    assert not checkpoint.exists()  # removed once the retry was recorded
+
+    spec = load_spec(name, "sweeps")
+    config = with_overrides(spec.base_config(), {"epochs": epochs, **retry.params})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (OMP_NUM_THREADS=1)
+    try:
+        uninterrupted = train(config, load_dataset("cifar10"), evaluate_test=False)
+    finally:
+        torch.set_num_threads(threads)
+    expected = {r["epoch"]: r["val_acc"] for r in uninterrupted.history}
+    assert retry.intermediate_values == pytest.approx(expected, abs=1e-6)
+    assert retry.value == pytest.approx(uninterrupted.val.metrics["acc"], abs=1e-6)
 
 
 def test_sigterm_records_the_running_trial_and_exits_130(project, mlflow_url, tmp_path):
