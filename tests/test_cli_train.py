@@ -144,6 +144,63 @@ def test_train_writes_a_complete_run_folder_and_resume_is_a_no_op(data_dir, tmp_
     assert [p.name for p in out.iterdir()] == [run.name]  # no new run folder
 
 
+def test_train_is_an_mlflow_run_like_a_trial(data_dir, tmp_path, monkeypatch):
+    """`cifar-hpo train` logs to experiment `train`: params, every epoch, dataset, model,
+    system metrics; --no-track writes no MLflow store; a crash ends the run FAILED."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'track.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "RUNS"
+    args = ["train", "--model", "seed000_cnn", "--epochs", "3", *FAST, "--out", out]
+    result = _invoke(*args, "--no-progress", "--set", "data.val_fraction=0.2")
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("train")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (run,) = client.search_runs([exp.experiment_id])
+    folder = _run_folder(out)
+    assert run.info.status == "FINISHED" and run.info.run_name == folder.name
+    assert run.data.tags["cifar_hpo.role"] == "train"
+    assert run.data.tags["cifar_hpo.run_folder"] == str(folder)
+    assert run.data.params["model.name"] == "seed000_cnn" and run.data.params["epochs"] == "3"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    assert sorted(steps) == [1, 2, 3]
+    flops = client.get_metric_history(run.info.run_id, "train_flops")
+    macs = run.data.metrics["macs"]
+    assert sorted(m.value for m in flops) == [
+        macs * 6 * n for n in (240, 480, 720)
+    ]  # 240 training images, one batch
+    assert {"test_acc", "final_val_acc", "seconds"} <= set(run.data.metrics)
+    assert run.inputs.dataset_inputs[0].dataset.name == "cifar10"
+    (model,) = client.search_logged_models([exp.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert any(k.startswith("system/") for k in run.data.metrics), run.data.metrics.keys()
+    assert f"MLflow run: {run.info.run_id}" in result.output.replace("\n", "")
+
+    # --no-track: the run folder only
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'untracked.db'}")
+    result = _invoke(*args, "--no-progress", "--no-track")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "untracked.db").exists()
+
+    # a crash mid-training: the run ends FAILED with the reason, never RUNNING
+    import cifar_hpo.engine
+
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cifar_hpo.engine, "train", broken)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    result = _invoke(*args, "--no-progress", "--no-system-metrics")
+    assert result.exit_code != 0
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+    assert runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["cifar_hpo.reason"] == "RuntimeError: disk on fire"
+    assert not mlflow.active_run()
+
+
 def test_new_run_dir_never_reuses_a_folder(tmp_path, monkeypatch):
     from cifar_hpo.runs import new_run_dir
 

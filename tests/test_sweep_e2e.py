@@ -423,3 +423,46 @@ def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch
     sweep("ckpt", 1)
     assert seen == [True]  # a worker killed while recording could still resume the trial
     assert not trial_checkpoint_path("ckpt", 0).exists()  # and it is gone once recorded
+
+
+def test_no_run_left_running_when_the_study_summary_fails(project, monkeypatch):
+    """A plot error at the end of the sweep: the parent run still ends FINISHED (and the
+    trials are recorded); nothing in the experiment is left RUNNING."""
+    import cifar_hpo.sweep.runner as sweep_runner
+
+    def broken_plots(study, folder):
+        raise RuntimeError("matplotlib exploded")
+
+    monkeypatch.setattr(sweep_runner, "study_plots", broken_plots)
+    write_spec("plotfail")
+    sweep("plotfail", 1)
+    parents, trials = runs_of(MlflowClient(), "plotfail")
+    assert [r.info.status for r in parents] == ["FINISHED"]
+    assert [r.info.status for r in trials] == ["FINISHED"]
+    assert parents[0].data.metrics["trials_complete"] == 1  # the summary metrics still logged
+
+
+def test_a_trial_whose_tracking_fails_is_failed_and_its_run_closed(project, monkeypatch):
+    """Model logging raises (a full disk, a broken store): the trial ends FAIL with the reason,
+    its run FAILED, the study goes on to its next trial."""
+    from cifar_hpo.tracking import TrialRun
+
+    calls = {"n": 0}
+    real = TrialRun.log_model
+
+    def log_model_once_broken(self, result, mean, std):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, result, mean, std)
+
+    monkeypatch.setattr(TrialRun, "log_model", log_model_once_broken)
+    write_spec("diskfull")
+    sweep("diskfull", 2)
+    study = load("diskfull")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert "No space left on device" in study.trials[0].user_attrs["fail_reason"]
+    parents, trials = runs_of(MlflowClient(), "diskfull")
+    status = {int(r.data.tags["cifar_hpo.trial"]): r.info.status for r in trials}
+    assert status == {0: "FAILED", 1: "FINISHED"}
+    assert parents[0].info.status == "FINISHED"

@@ -330,6 +330,40 @@ def test_killed_trial_resumes_from_its_checkpoint_with_the_same_history(project,
     assert retry.value == pytest.approx(uninterrupted.val.metrics["acc"], abs=1e-6)
 
 
+def test_tracking_server_dying_mid_study_stops_it_cleanly(project, tmp_path):
+    """The MLflow server goes away during trial 1: that trial fails with one line naming the
+    server, no further trial starts, the command exits non-zero within seconds, and the study
+    keeps what it had (re-running continues it)."""
+    from servers import mlflow_server
+
+    storage = f"journal:{tmp_path / 'studies' / 'dies.log'}"
+    name = new_study()
+    server = mlflow_server(tmp_path / "dying-server")
+    try:
+        url = server.__enter__()
+    except Unavailable as err:
+        pytest.skip(f"no mlflow server: {err}")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=url)
+    cmd = [str(EXE), "sweep", "--study", name, "--storage", storage, "--no-progress"]
+    cmd += ["--trials", "3", "--set", "epochs=300"]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        wait_running(name, storage, proc)
+    finally:
+        server.__exit__(None, None, None)  # the server stops mid-trial
+    start = time.monotonic()
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, out
+    assert time.monotonic() - start < 240, out  # epochs run on; then seconds, not MLflow's minutes
+    study = load(name, storage)
+    assert [t.state.name for t in study.trials] == ["FAIL"], out  # no trial after it
+    reason = study.trials[0].user_attrs["fail_reason"]
+    assert reason.startswith(f"TrackingError: MLflow tracking server {url} stopped answering")
+    assert f"error: MLflow tracking server {url}" in out
+
+
 def test_sigterm_records_the_running_trial_and_exits_130(project, mlflow_url, tmp_path):
     storage = f"journal:{tmp_path / 'studies' / 'term.log'}"
     name = new_study()

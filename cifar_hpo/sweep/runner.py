@@ -46,7 +46,7 @@ from cifar_hpo.sweep.storage import (
     make_storage,
     storage_kind,
 )
-from cifar_hpo.tracking import RunOutcome, Tracker, TrialRun
+from cifar_hpo.tracking import RunOutcome, Tracker, TrialRun, tracking_failure
 
 PARENT_SETTLE_S = 2.0  # see Tracker.parent_run
 
@@ -308,7 +308,13 @@ def run_sweep(
     finally:
         if progress is not None:
             progress.stop()
-    finish_sweep(prep, "KILLED" if interrupted else "FINISHED")
+    try:
+        finish_sweep(prep, "KILLED" if interrupted else "FINISHED")
+    except Exception as err:
+        lost = tracking_failure(err, tracker.tracking_uri)
+        if lost is None:
+            raise
+        raise lost from None  # the study itself is safe in its storage: re-run to continue
     return SweepOutcome(study, parent, interrupted, sorted(objective.numbers))
 
 
