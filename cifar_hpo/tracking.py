@@ -418,8 +418,8 @@ class Tracker:
 
 
 class NullTracker:
-    """A tracker that records nothing (benchmarks, ``--no-track``): the same methods as
-    :class:`Tracker` where the objective and the CLI call them."""
+    """A tracker that records nothing (benchmarks, ``cifar-hpo train --no-track``): every
+    method of :class:`Tracker` the sweep, the objective and the CLI call, as a no-op."""
 
     tracking_uri = None
     system_metrics = False
@@ -431,6 +431,29 @@ class NullTracker:
     def start_run(self, *args, **kwargs) -> TrialRun:
         """A :class:`NullRun`."""
         return NullRun()
+
+    def parent_run(self, study, spec_summary: dict[str, Any], settle: float = 0.0) -> str:
+        """No parent run: an empty id."""
+        return ""
+
+    def finish_run(self, *args, **kwargs) -> None:
+        """Nothing to finish."""
+
+    def run_status(self, run_id: str) -> str:
+        """Always ``FINISHED``."""
+        return "FINISHED"
+
+    def running_trial_runs(self, study_name: str) -> list[tuple[str, int]]:
+        """No runs."""
+        return []
+
+    def live_models(self, experiment: str) -> list[Any]:
+        """No models."""
+        return []
+
+    def champion_version(self, registered_name: str) -> None:
+        """No registry."""
+        return None
 
 
 class TrialRun(Callback):
