@@ -12,6 +12,12 @@ Target (issue 10, ``airbench94`` on the real CIFAR-10 JPEG copy): mean test accu
 over 2 seeds, no seed below 93.5 % (upstream's mean of 1,000 runs on the lossless original is
 94.01 %).
 
+On a lossy copy (our CIFAR-10 is JPEG) the issue's bar is upstream's own script's accuracy on
+the same copy minus 0.2 points: pass it as ``--upstream-acc`` (with ``--upstream-note`` saying
+how it was measured) and the block states that bar and whether the mean meets it.
+``--render-only`` rewrites the README block from ``--json`` without training (the block keeps
+the training run's own command, commit and stamp).
+
 Results are appended to ``--json`` after every seed (a long check that is stopped keeps the
 seeds it finished), and ``--readme`` rewrites the README block ``RESULTS:recipe-check`` with
 the seeds done so far. ``--resume`` skips seeds already in ``--json`` for the same recipe,
@@ -45,6 +51,7 @@ from cifar_hpo.reproduce.table import rewrite_readme
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = "recipe-check"
 TARGET_MEAN, TARGET_MIN = 0.938, 0.935
+UPSTREAM_MARGIN = 0.002  # the issue's bar on a lossy copy: upstream's accuracy there - 0.2 points
 
 
 class _EpochPrinter(Callback):
@@ -120,10 +127,21 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "",
             f"Mean **{100 * s['mean_acc']:.2f} %**, min {100 * s['min_acc']:.2f} % "
-            f"(target: mean >= {100 * TARGET_MEAN:.1f} %, no seed below "
+            f"(target on the lossless original: mean >= {100 * TARGET_MEAN:.1f} %, no seed below "
             f"{100 * TARGET_MIN:.1f} %: {verdict}); {s['minutes_per_seed']:.1f} minutes and "
             f"{s['images_per_sec']:,.0f} training images/s per seed.",
         ]
+        upstream = report.get("upstream")
+        if upstream:
+            bar = upstream["acc"] - UPSTREAM_MARGIN
+            met = done >= 2 and s["mean_acc"] >= bar
+            lines += [
+                "",
+                f"On this lossy copy the bar is upstream's own accuracy on the same copy minus "
+                f"{100 * UPSTREAM_MARGIN:.1f} points: {upstream['note']} reached "
+                f"{100 * upstream['acc']:.2f} %, so the bar is **{100 * bar:.2f} %** (mean): "
+                f"{'met' if met else 'not met' if done >= 2 else 'not decided (needs 2 seeds)'}.",
+            ]
     lines += ["", report["stamp"]]
     return "\n".join(lines)
 
@@ -140,11 +158,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "recipe_check.json")
     p.add_argument("--readme", type=Path, default=None, help="rewrite its recipe-check block")
     p.add_argument("--resume", action="store_true", help="keep finished seeds from --json")
+    p.add_argument(
+        "--upstream-acc",
+        type=float,
+        default=None,
+        help="upstream's own test accuracy on this data copy (a fraction); sets the lossy-copy bar",
+    )
+    p.add_argument("--upstream-note", default="upstream's legacy/airbench94.py (CPU-patched)")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="no training: rewrite --readme from --json (its own stamp and command)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    upstream = None
+    if args.upstream_acc is not None:
+        upstream = {"acc": args.upstream_acc, "note": args.upstream_note}
+    if args.render_only:
+        report = json.loads(args.json.read_text())
+        if upstream:
+            report["upstream"] = upstream
+        if args.readme is not None:
+            rewrite_readme(args.readme, render(report), BLOCK)
+        print(render(report))
+        return report
     tune_malloc()
     book = load_recipes(args.recipes_file)
     if args.recipe not in book.names():
@@ -176,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": command.strip(),
         "commit": git_commit(ROOT),
         "stamp": stamp(command.strip(), device, amp, ROOT),
+        "upstream": upstream,
     }
     if args.resume and args.json.exists():
         old = json.loads(args.json.read_text())

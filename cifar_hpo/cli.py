@@ -184,7 +184,7 @@ def train_cmd(
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (peak for OneCycle).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
-    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam, adamw or muon.")] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="onecycle, cosine, plateau, step or constant.")
     ] = None,

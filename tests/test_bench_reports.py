@@ -65,6 +65,39 @@ def test_recipe_check_block_states_the_verdict(accs, verdict):
     assert f"{len(accs)} of 2 seeds done" in text and text.endswith("Command: `x`; stamp")
 
 
+@pytest.mark.parametrize(
+    ("accs", "verdict"),
+    [([0.9056, 0.9081], "met"), ([0.9010, 0.9030], "not met"), ([0.9100], "not decided")],
+)
+def test_recipe_check_states_the_lossy_copy_bar(tmp_path, accs, verdict):
+    """With upstream's accuracy on the same copy, the block states the bar (that minus 0.2
+    points) and whether the mean meets it; --render-only rewrites the README from the JSON."""
+    import json
+
+    bench = _bench("recipe_check")
+    seeds = [_seed(i, a) for i, a in enumerate(accs)]
+    report = {
+        "recipe": "airbench94",
+        "epochs": 9.9,
+        "tta": 2,
+        "train_images": 50_000,
+        "seeds_asked": [0, 1],
+        "seeds": seeds,
+        "summary": bench.summarize(seeds),
+        "command": "python bench/recipe_check.py --seeds 0 1",
+        "stamp": "Command: `python bench/recipe_check.py --seeds 0 1`; stamp",
+    }
+    results = tmp_path / "check.json"
+    results.write_text(json.dumps(report))
+    readme = tmp_path / "README.md"
+    readme.write_text(README.format(name="recipe-check"))
+    args = ["--render-only", "--json", str(results), "--readme", str(readme)]
+    bench.main([*args, "--upstream-acc", "0.9043", "--upstream-note", "upstream here"])
+    text = readme.read_text()
+    assert "upstream here reached 90.43 %, so the bar is **90.23 %** (mean): " + verdict in text
+    assert "Command: `python bench/recipe_check.py --seeds 0 1`; stamp" in text  # its own run
+
+
 def test_throughput_block_has_ratios_and_stamp(tmp_path):
     bench = _bench("throughput")
     summary = {
