@@ -25,7 +25,6 @@ from pydantic import (
 
 from cifar_hpo.errors import ConfigError  # noqa: F401 (re-exported)
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 #: augmentation policies (built by :func:`cifar_hpo.augment.build_augmenter`)
 AUGMENT_POLICIES = (
     "strength",
@@ -38,7 +37,6 @@ AUGMENT_POLICIES = (
     "seed003",
     "seed004",
 )
-SCHEDULERS = ("onecycle", "linear", "cosine", "plateau", "step", "constant")
 
 
 class _Section(BaseModel):

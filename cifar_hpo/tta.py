@@ -15,8 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TTA_LEVELS = (0, 1, 2)
-
 
 def _mirror_mean(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * model(x) + 0.5 * model(x.flip(-1))

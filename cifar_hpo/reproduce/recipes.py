@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cifar_hpo.config import ConfigError, TrainConfig, load_yaml, with_overrides
 
 RECIPES_FILE = Path("sweeps/recipes.yaml")
-REPORTED_METRICS = ("test_acc", "best_val_acc", "best_val_loss", "val_acc")
 
 
 class _Strict(BaseModel):

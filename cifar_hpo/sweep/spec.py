@@ -36,9 +36,6 @@ from cifar_hpo.config import (
 from cifar_hpo.errors import SweepSpecError  # noqa: F401 (re-exported)
 
 SWEEPS_DIR = Path("sweeps")
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
-METRICS = ("val_acc", "val_loss", "val_f1_macro", "val_top5")
 
 
 class _Strict(BaseModel):
