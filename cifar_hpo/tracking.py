@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -554,7 +556,9 @@ class TrialRun(Callback):
         from mlflow.entities import DatasetInput, InputTag
 
         try:
-            source = resolve_dataset_source(str(data.source))
+            with warnings.catch_warnings():  # two "local" source types match a path: same thing
+                warnings.simplefilter("ignore", UserWarning)
+                source = resolve_dataset_source(str(data.source))
         except Exception:  # noqa: BLE001  ("synthetic", "memory": no resolvable location)
             source = CodeDatasetSource({"description": str(data.source)})
         dataset = MetaDataset(source, name=data.name, digest=(data.checksum or "none")[:36])
@@ -727,6 +731,9 @@ def _start_system_metrics(run_id: str, tracking_uri: str):
     present), sampling every 10 s; None when it cannot start (psutil missing)."""
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        # its start/stop lines at INFO would interleave with every trial's output
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
         monitor = SystemMetricsMonitor(run_id, sampling_interval=10, tracking_uri=tracking_uri)
         monitor.start()
