@@ -520,3 +520,22 @@ def test_recipe_config_for_train_and_its_errors():
         recipe_config("nope", ROOT / "sweeps" / "recipes.yaml")
     with pytest.raises(ConfigError, match="takes its config from study 'baseline'"):
         recipe_config("baseline-best", ROOT / "sweeps" / "recipes.yaml")
+
+
+def test_a_recipe_whose_artifacts_fail_ends_failed_and_the_batch_goes_on(project, monkeypatch):
+    """An artifact error after training (a full disk): that recipe's run ends FAILED with the
+    reason, the batch goes on and ends FINISHED; no run is left RUNNING."""
+    from cifar_hpo.tracking import TrialRun
+
+    def broken(self, result):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TrialRun, "log_result", broken)
+    reproduce("--only", "tiny-cnn", "--epochs", "1")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("readme-table")
+    runs = client.search_runs([exp.experiment_id])
+    (recipe,) = [r for r in runs if r.data.tags["cifar_hpo.role"] == "recipe"]
+    assert recipe.info.status == "FAILED"
+    assert "No space left on device" in recipe.data.tags["cifar_hpo.reason"]
+    assert [r.info.status for r in runs if r.data.tags["cifar_hpo.role"] == "table"] == ["FINISHED"]
