@@ -362,7 +362,15 @@ def sweep_cmd(
             "postgresql://...; more machines: run this command on each).",
         ),
     ] = 1,
-    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Time for the whole study on this machine (90s, 45m, 2h): planned from "
+            "measured speed, then the best configuration is refit at full fidelity as the "
+            "champion. Re-running continues with the budget left.",
+        ),
+    ] = None,
     allow_space_change: Annotated[
         bool,
         typer.Option(
@@ -378,13 +386,13 @@ def sweep_cmd(
     import os
 
     from cifar_hpo.config import parse_overrides
+    from cifar_hpo.sweep.budget import parse_duration
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.runner import run_sweep
     from cifar_hpo.sweep.workers import require_shared_storage, run_sweep_workers
 
-    if trials is None and timeout is None:
-        raise UserError("give --trials N and/or --timeout SECONDS")
     trials = _trial_count(trials)
+    budget_s = parse_duration(budget) if budget is not None else None
     if timeout is not None and not timeout > 0:
         raise UserError(f"--timeout must be a number of seconds > 0, got {timeout:g}")
     # MLflow's client prints a "View run" URL for every run it ends on a tracking server
@@ -404,6 +412,7 @@ def sweep_cmd(
             overrides=overrides,
             console=console,
             allow_space_change=allow_space_change,
+            budget_s=budget_s,
         )
     else:
         interrupt_on_sigterm()
@@ -418,8 +427,8 @@ def sweep_cmd(
             overrides=overrides,
             console=console,
             show_progress=progress,
-            worker_index=worker_index,
             allow_space_change=allow_space_change,
+            budget_s=budget_s,
         )
     counts = state_counts(outcome.study)
     best = best_trial(outcome.study)
@@ -435,6 +444,12 @@ def sweep_cmd(
             f"best trial {best.number}: {best.value:.4f} "
             f"(test acc {best.user_attrs.get('test_acc', float('nan')):.4f}, "
             f"registry version {champion.get('version', '-')})"
+        )
+    refit = outcome.study.user_attrs.get("refit") or {}
+    if best is not None and refit.get("trial") == best.number and refit.get("test_acc"):
+        console.print(
+            f"champion: trial {best.number}'s configuration refit for {refit['epochs']:g} "
+            f"epochs on the whole training split, test acc {refit['test_acc']:.4f}"
         )
     console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
     if outcome.interrupted:
@@ -534,6 +549,14 @@ def best_cmd(
         table.add_row("test acc", f"{best.test_acc:.4f}")
     for k, v in best.params.items():
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    if best.refit:
+        r = best.refit
+        val = f"{100 * r['val_acc']:.2f} %" if r.get("val_acc") is not None else "-"
+        table.add_row(
+            "refit",
+            f"{r['epochs']:g} epochs on the whole training split: validation {val}, "
+            f"test {100 * (r.get('test_acc') or 0):.2f} % (the champion)",
+        )
     table.add_row("mlflow run", best.run_id or "-")
     table.add_row("registry", f"cifar-hpo-{study} v{best.registry_version or '-'}")
     console.print(table)

@@ -100,8 +100,13 @@ class RunOutcome(Enum):
         return {"COMPLETE": cls.COMPLETE, "PRUNED": cls.PRUNED, "FAIL": cls.FAILED}.get(name)
 
 
-#: MLflow's HTTP client retries a dead server for minutes by default; a sweep should not.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+#: MLflow's HTTP client retries a dead server for minutes by default, a sweep should not; and
+#: its artifact progress bars would break the trial lines.
+ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 SERVER_CHECK_TIMEOUT_S = 5.0
 
 
@@ -162,7 +167,7 @@ class Tracker:
     """
 
     def __init__(self, tracking_uri: str | None = None, *, system_metrics: bool = True):
-        for key, value in HTTP_DEFAULTS.items():
+        for key, value in ENV_DEFAULTS.items():
             os.environ.setdefault(key, value)
         self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
         check_tracking_server(self.tracking_uri)

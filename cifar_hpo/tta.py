@@ -38,3 +38,9 @@ def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
         shifted = 0.5 * (_mirror_mean(model, up_left) + _mirror_mean(model, down_right))
         return 0.5 * _mirror_mean(model, x) + 0.5 * shifted
     raise ValueError(f"tta level must be 0, 1 or 2, got {level!r}")
+
+
+def tta_passes(level: int) -> int:
+    """Forward passes per image at TTA ``level``: 1 (none), 2 (mirror), 6 (mirror and two
+    one-pixel translations, each mirrored)."""
+    return {0: 1, 1: 2, 2: 6}.get(int(level), 1)

@@ -17,6 +17,7 @@ from cifar_hpo.errors import CheckpointError, SweepSpecError
 from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
 from cifar_hpo.sweep.champion import CHAMPION_ATTR
+from cifar_hpo.sweep.refit import REFIT_ATTR
 from cifar_hpo.sweep.report import best_trial
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, make_storage
 from cifar_hpo.tracking import WEIGHTS_FILE
@@ -33,12 +34,14 @@ class BestTrial:
     run_id: str | None
     model_id: str | None
     registry_version: str | None
+    refit: dict[str, Any] | None  # the refit of this trial's configuration (see sweep.refit)
     test_acc: float | None
     user_attrs: dict[str, Any]
 
 
 def find_best(study_name: str, storage: str | None = None) -> BestTrial:
-    """The best COMPLETE trial of ``study_name``.
+    """The best COMPLETE trial of ``study_name``; when the study refit that trial's
+    configuration at full fidelity, its run, model and test accuracy are the refit's.
 
     Raises:
         SweepSpecError: unknown study (lists stored ones) or no completed trial yet.
@@ -59,16 +62,19 @@ def find_best(study_name: str, storage: str | None = None) -> BestTrial:
             f"run: cifar-hpo sweep --study {study_name} --trials N"
         )
     champion = study.user_attrs.get(CHAMPION_ATTR) or {}
+    refit = study.user_attrs.get(REFIT_ATTR) or {}
+    refit = refit if refit.get("trial") == best.number and refit.get("model_id") else None
     return BestTrial(
         study=study_name,
         number=best.number,
         value=float(best.value),
         params=dict(best.params),
-        run_id=best.user_attrs.get(RUN_ID_ATTR),
-        model_id=best.user_attrs.get(MODEL_ID_ATTR),
+        run_id=refit["run_id"] if refit else best.user_attrs.get(RUN_ID_ATTR),
+        model_id=refit["model_id"] if refit else best.user_attrs.get(MODEL_ID_ATTR),
         registry_version=champion.get("version") if champion.get("trial") == best.number else None,
-        test_acc=best.user_attrs.get("test_acc"),
+        test_acc=refit["test_acc"] if refit else best.user_attrs.get("test_acc"),
         user_attrs=dict(best.user_attrs),
+        refit=refit,
     )
 
 
@@ -120,6 +126,7 @@ def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = No
             "trial": best.number,
             "val_value": best.value,
             "test_acc": best.test_acc,
+            "refit": best.refit is not None,
             "mlflow_run_id": best.run_id,
             "config": config,
         },

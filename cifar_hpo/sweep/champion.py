@@ -8,7 +8,8 @@ finishing at once agree:
 * :func:`keep_top_models` deletes the logged models (and their registry versions) of finished
   trials that are no longer among the study's k best; models of trials still running are left
   alone, so a model is never deleted before its trial's rank is known.
-* :func:`reconcile_champion` registers the study's best trial's model (once) and moves the
+* :func:`reconcile_champion` registers the study's best trial's model (its refit at full
+  fidelity when the study has one for that trial, :mod:`cifar_hpo.sweep.refit`) (once) and moves the
   ``champion`` alias to it, then re-reads the study's best and repeats if another worker's trial
   overtook it meanwhile: whichever worker writes last has checked after its write, so the alias
   ends on the best trial. Every worker also runs both at the end of its sweep.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from cifar_hpo.sweep.refit import REFIT_ATTR
 from cifar_hpo.sweep.report import best_trial
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR
 from cifar_hpo.tracking import MODEL_ID_TAG, Tracker, experiment_name, registered_model_name
@@ -47,8 +49,14 @@ def keep_top_models(study: optuna.Study, tracker: Tracker, k: int) -> list[str]:
     keep = {t.number for t in ranked_trials(study)[: max(k, 1)]}
     finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     name = registered_model_name(study.study_name)
+    refit_model = (study.user_attrs.get(REFIT_ATTR) or {}).get("model_id")
     deleted = []
     for model in tracker.live_models(experiment_name(study.study_name)):
+        if model.tags.get("cifar_hpo.role") == "refit":
+            if model.model_id != refit_model:  # an earlier refit, replaced
+                tracker.delete_model(model.model_id, registered_name=name)
+                deleted.append(model.model_id)
+            continue
         try:
             number = int(model.tags.get("cifar_hpo.trial", ""))
         except ValueError:
@@ -70,9 +78,13 @@ def reconcile_champion(study: optuna.Study, tracker: Tracker, attempts: int = 5)
     version = None
     for _ in range(attempts):
         best = best_trial(study)
-        if best is None or not best.user_attrs.get(MODEL_ID_ATTR):
+        refit = study.user_attrs.get(REFIT_ATTR) or {}
+        if best is not None and refit.get("trial") == best.number and refit.get("model_id"):
+            model_id = refit["model_id"]  # the best configuration at full fidelity
+        elif best is not None and best.user_attrs.get(MODEL_ID_ATTR):
+            model_id = best.user_attrs[MODEL_ID_ATTR]
+        else:
             return None
-        model_id = best.user_attrs[MODEL_ID_ATTR]
         current = tracker.champion_version(name)
         if current is None or current.tags.get(MODEL_ID_TAG) != model_id:
             version = tracker.register_champion(
@@ -83,6 +95,7 @@ def reconcile_champion(study: optuna.Study, tracker: Tracker, attempts: int = 5)
                     "trial": best.number,
                     "metric": study.metric_names[0] if study.metric_names else "value",
                     "value": best.value,
+                    "refit": model_id == refit.get("model_id"),
                 },
             )
         else:

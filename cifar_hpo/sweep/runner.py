@@ -17,9 +17,12 @@ study's one parent run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
+import statistics
 import tempfile
+import time
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -31,14 +34,31 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import Progress
 
-from cifar_hpo.config import with_overrides
+from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData, load_dataset
+from cifar_hpo.engine import make_splits
 from cifar_hpo.errors import SweepSpecError, TrackingError
+from cifar_hpo.sweep.budget import (
+    BUDGET_ATTR,
+    BudgetClock,
+    BudgetStop,
+    budget_clock,
+    format_minutes,
+)
 from cifar_hpo.sweep.champion import ChampionKeeper, keep_top_models, reconcile_champion
 from cifar_hpo.sweep.objective import Objective
+from cifar_hpo.sweep.plan import (
+    END_RESERVE_S,
+    EVAL_SPEEDUP,
+    SweepPlan,
+    epoch_seconds,
+    plan_sweep,
+)
+from cifar_hpo.sweep.refit import refit_best
 from cifar_hpo.sweep.report import best_trial, state_counts, study_plots, study_summary
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
 from cifar_hpo.sweep.storage import (
+    DEFAULT_STORAGE_DIR,
     FAIL_REASON_ATTR,
     RUN_ID_ATTR,
     SPACE_ATTR,
@@ -46,7 +66,9 @@ from cifar_hpo.sweep.storage import (
     make_storage,
     storage_kind,
 )
+from cifar_hpo.throughput import ThroughputCache
 from cifar_hpo.tracking import RunOutcome, Tracker, TrialRun, tracking_failure
+from cifar_hpo.tta import tta_passes
 
 PARENT_SETTLE_S = 2.0  # see Tracker.parent_run
 
@@ -235,6 +257,36 @@ def prepare_sweep(
     return PreparedSweep(spec, data, study, store, tracker, parent)
 
 
+def require_stop_rule(
+    study_name: str,
+    sweeps_dir,
+    n_trials: int | None,
+    timeout: float | None,
+    budget_s: float | None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+) -> None:
+    """A sweep needs a way to end: trials, a timeout, or a budget (flag, study file, or the
+    budget an existing study recorded).
+
+    Raises:
+        SweepSpecError: none of them (one line saying what to give), or an invalid spec.
+    """
+    if n_trials is not None or timeout is not None or budget_s is not None:
+        return
+    if load_spec(study_name, sweeps_dir).budget.minutes is not None:
+        return
+    store = storage if isinstance(storage, optuna.storages.BaseStorage) else make_storage(storage)
+    try:
+        recorded = optuna.load_study(study_name=study_name, storage=store).user_attrs
+    except KeyError:
+        recorded = {}
+    if BUDGET_ATTR not in recorded:
+        raise SweepSpecError(
+            "give --trials N, --timeout SECONDS or --budget DURATION (e.g. 60m), or set "
+            f"budget.minutes in sweeps/{study_name}.yaml"
+        )
+
+
 def run_sweep(
     study_name: str,
     n_trials: int | None,
@@ -251,8 +303,14 @@ def run_sweep(
     worker_index: int | None = None,
     allow_space_change: bool = False,
     tracker: Tracker | None = None,
+    budget_s: float | None = None,
+    refit: bool = True,
 ) -> SweepOutcome:
-    """Run ``n_trials`` more trials (or until ``timeout`` seconds) of ``sweeps/<study>.yaml``.
+    """Run ``n_trials`` more trials (or until ``timeout`` seconds) of ``sweeps/<study>.yaml``;
+    with a time budget (``budget_s``, or the spec's ``budget.minutes``, or the budget a resumed
+    study recorded), plan the study on this machine's measured speed, search for the planned
+    share of the budget, then refit the best configuration at full fidelity as the champion
+    (``refit=False``: search only, as ``--workers`` processes do; the launcher refits).
 
     Other workers may run the same study at the same time on a shared storage. At the end the
     worker fails and closes what killed workers left RUNNING, keeps the top-k models and the
@@ -264,6 +322,8 @@ def run_sweep(
         TrackingError: the MLflow tracking server does not answer (before any trial starts).
         DatasetError: the dataset is missing.
     """
+    started = time.monotonic()  # the budget counts from here: opening and loading included
+    require_stop_rule(study_name, sweeps_dir, n_trials, timeout, budget_s, storage)
     prep = prepare_sweep(
         study_name,
         storage=storage,
@@ -277,6 +337,27 @@ def run_sweep(
         tracker=tracker,
     )
     study, tracker, parent = prep.study, prep.tracker, prep.parent_run_id
+    say = _printer(console)
+    if budget_s is None and prep.spec.budget.minutes:
+        budget_s = prep.spec.budget.minutes * 60
+    clock = budget_clock(study, budget_s, started)
+    if clock is not None and clock.used_up:
+        say(f"study {study_name}: its budget is used up ({clock.text()}); give --budget to extend")
+    speeds = measure_speeds(prep, overrides, say)
+    plan = None
+    trial_overrides = dict(overrides or {})
+    callbacks: list = []
+    if clock is not None and not clock.used_up:
+        plan = plan_study(prep, speeds, clock.left_s, overrides)
+        for line in plan.lines():
+            say(line)
+        trial_overrides["data.train_fraction"] = plan.train_fraction
+        study.pruner = planned_pruner(prep.spec, plan)
+        search_end = clock.used_s + plan.search_s
+        timeout = min(timeout or math.inf, max(1.0, plan.search_s))
+        callbacks.append(BudgetStop(clock, search_end, plan.trial_s))
+    elif clock is None:
+        say(estimate_text(prep, speeds, n_trials, timeout, overrides))
     progress = _sweep_progress(console) if show_progress else None
     objective = Objective(
         prep.spec,
@@ -285,29 +366,44 @@ def run_sweep(
         tracker=tracker,
         parent_run_id=parent,
         progress=progress,
-        overrides=overrides,
+        overrides=trial_overrides,
     )
     warn = (lambda text: console.print(f"[yellow]{text}[/]")) if console is not None else None
-    callbacks: list = [
-        ChampionKeeper(tracker, prep.spec.top_k_models, warn),
-        _StopOnTrackingError(),
-    ]
+    keeper = ChampionKeeper(tracker, prep.spec.top_k_models, warn)
+    callbacks += [keeper, _StopOnTrackingError()]
     if progress is not None:
-        task = progress.add_task("trials", total=n_trials, info="")
-        callbacks.append(_TrialBar(progress, task))
+        total = (
+            n_trials
+            if plan is None
+            else min(n_trials or plan.expected_trials, plan.expected_trials)
+        )
+        task = progress.add_task("trials", total=total, info="")
+        callbacks.append(_TrialBar(progress, task, clock))
         progress.start()
     elif console is not None:
-        callbacks.append(_TrialLog(console))
+        callbacks.append(_TrialLog(console, clock))
     interrupted = False
     try:
-        study.optimize(
-            objective, n_trials=n_trials, timeout=timeout, catch=(Exception,), callbacks=callbacks
-        )
+        if clock is None or not clock.used_up:
+            study.optimize(
+                objective,
+                n_trials=n_trials,
+                timeout=timeout,
+                catch=(Exception,),
+                callbacks=callbacks,
+            )
+        if progress is not None:
+            progress.stop()
+            progress = None
+        if plan is not None and refit:
+            run_refit(prep, plan, clock, overrides, say)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if progress is not None:
             progress.stop()
+        if clock is not None:
+            clock.record(study)
     try:
         finish_sweep(prep, "KILLED" if interrupted else "FINISHED")
     except Exception as err:
@@ -315,6 +411,9 @@ def run_sweep(
         if lost is None:
             raise
         raise lost from None  # the study itself is safe in its storage: re-run to continue
+    finally:
+        if clock is not None:
+            clock.record(study)  # the study summary counts too
     return SweepOutcome(study, parent, interrupted, sorted(objective.numbers))
 
 
@@ -360,6 +459,124 @@ class _StopOnTrackingError:
             study.stop()
 
 
+def architectures(prep: PreparedSweep, overrides: dict[str, Any] | None) -> list[TrainConfig]:
+    """One config per architecture the study can sample (``model.name`` choices, else the
+    base model), at the base config's batch size or the middle ``batch_size`` choice."""
+    base = _base(prep, overrides)
+    names = [base.model.name]
+    space = prep.spec.space
+    if "model.name" in space and space["model.name"].type == "categorical":
+        names = list(space["model.name"].choices or names)
+    changes: dict[str, Any] = {}
+    if "batch_size" in space:
+        values = sorted(space["batch_size"].candidates())
+        changes["batch_size"] = int(values[len(values) // 2])
+    return [with_overrides(base, {**changes, "model.name": name}) for name in names]
+
+
+def measure_speeds(prep: PreparedSweep, overrides, say) -> dict[str, float]:
+    """Training images/s of each architecture on this machine (cached in
+    ``studies/throughput.json`` per machine and config)."""
+    cache = ThroughputCache(DEFAULT_STORAGE_DIR / "throughput.json")
+    speeds: dict[str, float] = {}
+    for config in architectures(prep, overrides):
+        value, cached = cache.images_per_sec(config, prep.data)
+        speeds[config.model.name] = value
+        if not cached:
+            say(f"measured {config.model.name}: {value:,.0f} training images/s")
+    return speeds
+
+
+def _base(prep: PreparedSweep, overrides) -> TrainConfig:
+    base = prep.spec.base_config()
+    return with_overrides(base, overrides) if overrides else base
+
+
+def _split_sizes(prep: PreparedSweep, overrides) -> tuple[int, int]:
+    """(images of the whole training split, validation images)."""
+    full = with_overrides(_base(prep, overrides), {"data.train_fraction": 1.0})
+    splits = make_splits(full, prep.data)
+    return len(splits.train_idx), len(splits.val_idx)
+
+
+def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> SweepPlan:
+    """The plan of this budgeted call (see :func:`cifar_hpo.sweep.plan.plan_sweep`)."""
+    spec, base = prep.spec, _base(prep, overrides)
+    train_images, val_images = _split_sizes(prep, overrides)
+    return plan_sweep(
+        budget_s,
+        images_per_sec=speeds,
+        epochs=spec.budget.epochs,
+        train_images=train_images,
+        train_fraction=base.data.train_fraction,
+        val_images=val_images,
+        tta_passes=tta_passes(base.tta),
+        pruner=spec.pruner.name,
+        min_resource=spec.pruner.min_resource,
+        reduction_factor=spec.pruner.reduction_factor,
+        refit_epochs=spec.budget.refit_epochs or spec.budget.epochs,
+        refit_share=spec.budget.refit_share,
+    )
+
+
+def planned_pruner(spec: SweepSpec, plan: SweepPlan) -> optuna.pruners.BasePruner:
+    """The spec's pruner with the plan's rungs (min resource, reduction factor, max epochs)."""
+    pruner = spec.pruner.model_copy(
+        update={"min_resource": plan.rungs[0], "reduction_factor": plan.reduction_factor}
+    )
+    return build_pruner(spec.model_copy(update={"pruner": pruner}))
+
+
+def estimate_text(prep: PreparedSweep, speeds, n_trials, timeout, overrides) -> str:
+    """Before trial 1 of a sweep without a budget: its expected duration on this machine."""
+    plan = plan_study(prep, speeds, 3600.0, overrides)  # only the per-trial costs are used
+    if n_trials is None:
+        return f"estimate: ~{format_minutes(plan.trial_s)} a trial on this machine"
+    total = format_minutes(n_trials * plan.trial_s)
+    bound = f", stopping after {format_minutes(timeout)}" if timeout else ""
+    return (
+        f"estimate: {n_trials} trials x ~{format_minutes(plan.trial_s)} = ~{total} on this "
+        f"machine{bound} (--budget 30m, say, fits the study to your time instead)"
+    )
+
+
+def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
+    """Refit the best configuration with the epochs the time left allows (at most the
+    plan's), then put the champion on it."""
+    train_images, val_images = _split_sizes(prep, overrides)
+    best = best_trial(prep.study)
+    speed = statistics.fmean(plan.images_per_sec.values())
+    if best is not None and "model.name" in best.params:
+        speed = plan.images_per_sec.get(best.params["model.name"], speed)
+    base = _base(prep, overrides)
+    passes = tta_passes(base.tta)
+    epoch_s = epoch_seconds(train_images, speed, val_images, passes)
+    test_s = len(prep.data.test_labels) * passes / (speed * EVAL_SPEEDUP)
+    fits = (clock.left_s * 0.97 - test_s - END_RESERVE_S) / epoch_s
+    epochs = min(plan.refit_epochs, math.floor(max(fits, 0.0) * 10) / 10)
+    if best is None or epochs < 0.1:
+        say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
+        return
+    say(f"refit: trial {best.number}'s configuration, {epochs:g} epochs of {train_images:,} images")
+    result = refit_best(
+        prep.study, base, prep.data, epochs, tracker=prep.tracker, parent_run_id=prep.parent_run_id
+    )
+    if result is not None:
+        test = f"{100 * result.test_acc:.2f} %" if result.test_acc is not None else "-"
+        val = f"{100 * result.val_acc:.2f} %" if result.val_acc is not None else "-"
+        say(
+            f"refit: validation {val}, test {test} (trial {result.trial}: "
+            f"{result.search_value:.4f} at search fidelity), {format_minutes(result.seconds)}"
+        )
+
+
+def _printer(console: Console | None):
+    """``say(text)``: one unwrapped plain line on ``console`` (nothing without one)."""
+    if console is None:
+        return lambda text: None
+    return lambda text: console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
 def _sweep_progress(console: Console | None) -> Progress:
     from cifar_hpo.progress import make_progress
 
@@ -369,8 +586,9 @@ def _sweep_progress(console: Console | None) -> Progress:
 class _TrialLog:
     """Optuna study callback printing one line per finished trial (when there is no bar)."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, clock: BudgetClock | None = None):
         self.console = console
+        self.clock = clock
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()
@@ -378,15 +596,18 @@ class _TrialLog:
             state += f" {trial.value:.4f}"
         elif trial.state == TrialState.FAIL:
             state += f": {trial.user_attrs.get(FAIL_REASON_ATTR, 'see the MLflow run')}"
+        if self.clock is not None:
+            state += f" ({self.clock.text()})"
         self.console.print(f"trial {trial.number} {state}", highlight=False, markup=False)
 
 
 class _TrialBar:
     """Optuna study callback updating the trial bar: done/pruned/failed and best so far."""
 
-    def __init__(self, progress: Progress, task):
+    def __init__(self, progress: Progress, task, clock: BudgetClock | None = None):
         self.progress = progress
         self.task = task
+        self.clock = clock
         self.done = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -399,5 +620,6 @@ class _TrialBar:
         info = (
             f"complete {counts['COMPLETE']}  pruned {counts['PRUNED']}  failed {counts['FAIL']}"
             + (f"  best {best.value:.4f} (trial {best.number})" if best else "")
+            + (f"  {self.clock.text()}" if self.clock is not None else "")
         )
         self.progress.update(self.task, completed=self.done, info=info)

@@ -139,10 +139,24 @@ class PrunerSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    """Per-trial budget: epochs (the schedule is fitted to them) and training subset share."""
+    """Per-trial budget: epochs (the schedule is fitted to them) and training subset share;
+    optionally the study's time budget.
+
+    Attributes:
+        epochs: search fidelity, epochs per trial (the pruner's max resource).
+        train_fraction: share of the training split per search epoch.
+        minutes: the whole study's wall-time budget, search and refit (``--budget`` overrides
+            it); None: run ``--trials``/``--timeout`` without a refit.
+        refit_share: share of the budget kept for the refit of the best configuration.
+        refit_epochs: the refit's epochs on the whole training split (capped by the time
+            left); None: ``epochs``.
+    """
 
     epochs: int = Field(4, ge=1)
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    minutes: float | None = Field(None, gt=0.0)
+    refit_share: float = Field(0.25, ge=0.0, lt=1.0)
+    refit_epochs: float | None = Field(None, gt=0.0)
 
 
 class SweepSpec(_Strict):

@@ -21,10 +21,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import optuna
 from rich.console import Console
 
 from cifar_hpo.errors import CifarHpoError, WorkerError
-from cifar_hpo.sweep.runner import SweepOutcome, finish_sweep, prepare_sweep
+from cifar_hpo.sweep.budget import budget_clock
+from cifar_hpo.sweep.runner import (
+    SweepOutcome,
+    _printer,
+    finish_sweep,
+    measure_speeds,
+    plan_study,
+    prepare_sweep,
+    require_stop_rule,
+    run_refit,
+)
 from cifar_hpo.sweep.storage import storage_kind
 
 
@@ -136,10 +147,13 @@ def run_sweep_workers(
     overrides: dict[str, Any] | None = None,
     console: Console,
     allow_space_change: bool = False,
+    budget_s: float | None = None,
 ) -> SweepOutcome:
     """``cifar-hpo sweep --workers K``: check the spec, data and storage and create the study
     and its MLflow parent run here, once; then run K worker processes sharing out ``trials``;
-    then fail and close whatever a dead worker left RUNNING and settle the champion.
+    then fail and close whatever a dead worker left RUNNING and settle the champion. With a
+    budget, the speeds are measured here once (the workers read them from the cache), each
+    worker searches for the planned time, and the refit runs here after them.
 
     Raises:
         WorkerError: a storage several processes cannot share.
@@ -147,6 +161,7 @@ def run_sweep_workers(
             :func:`~cifar_hpo.sweep.runner.prepare_sweep`.
     """
     require_shared_storage(storage, workers, study_name)
+    require_stop_rule(study_name, sweeps_dir, trials, timeout, budget_s, storage)
     prep = prepare_sweep(
         study_name,
         storage=storage,
@@ -176,10 +191,22 @@ def run_sweep_workers(
             "tracking_uri": prep.tracker.tracking_uri,
             "overrides": overrides or {},
             "worker_index": i,
+            "budget_s": budget_s,
+            "refit": False,
         }
 
+    say = _printer(console)
+    clock = budget_clock(prep.study, budget_s if budget_s else None)
+    plan = None
+    if clock is not None and not clock.used_up:
+        plan = plan_study(prep, measure_speeds(prep, overrides, say), clock.left_s, overrides)
     codes, interrupted = launch_workers(worker_kwargs, shares, console)
     interrupted = interrupted or 130 in codes
+    if plan is not None and not interrupted:
+        prep.study = optuna.load_study(study_name=study_name, storage=prep.storage)
+        clock = budget_clock(prep.study, None) or clock
+        run_refit(prep, plan, clock, overrides, say)
+        clock.record(prep.study)
     finish_sweep(prep, "KILLED" if interrupted else "FAILED" if any(codes) else "FINISHED")
     new = sorted(t.number for t in prep.study.get_trials(deepcopy=False) if t.number not in before)
     failed = [(i, code) for i, code in enumerate(codes) if code not in (0, 130)]

@@ -1,0 +1,214 @@
+"""The plan of a budgeted study, fitted to this machine's measured training speed.
+
+Inputs: the budget (seconds), the spec (search epochs, training share, pruner), the training
+images/s of each architecture in the search space on this machine
+(:class:`cifar_hpo.throughput.ThroughputCache`) and the split sizes. Output: a
+:class:`SweepPlan`: how the budget splits into search and refit, the multi-fidelity ladder in
+epochs of the (possibly reduced) training share, the successive-halving rungs Optuna's pruner
+uses, the expected number of trials, and the refit's epochs on the whole training split.
+
+Cost model (seconds): a training epoch is ``images / images_per_sec``; a validation pass scores
+the hold-out ``tta_passes`` times at ``EVAL_SPEEDUP`` x the training speed (forward only); each
+trial adds ``TRIAL_OVERHEAD_S`` of tracking and the end of the study keeps ``END_RESERVE_S``
+(at most 10 % of the budget) for the refit's model logging and the study summary. Under
+successive halving with minimum resource ``r0`` and reduction factor ``eta`` a trial reaches rung
+``k`` (``r0 * eta**k`` epochs) with probability ``eta**-k``, so its expected epochs are
+``sum_k eta**-k * (r_k - r_(k-1))`` up to the search epochs; other pruners are costed as
+unpruned (an upper bound).
+
+Fidelity fitting: when fewer than ``MIN_TRIALS`` trial-equivalents fit in the search time, the
+training share per epoch is reduced (down to ``MIN_TRAIN_FRACTION``), keeping the epoch count
+and therefore every trial's LR schedule shape.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from cifar_hpo.sweep.budget import format_minutes
+
+EVAL_SPEEDUP = 3.0  # forward-only images/s relative to training images/s
+MIN_TRIALS = 8  # trial-equivalents the search should hold before fidelity is reduced
+MIN_TRAIN_FRACTION = 0.05
+DEFAULT_REFIT_SHARE = 0.25
+#: seconds per trial outside training (MLflow run, plots, Optuna storage; a top-k model logged)
+TRIAL_OVERHEAD_S = 2.0
+#: seconds kept at the end: the refit's model logging and the study summary and plots
+END_RESERVE_S = 12.0
+
+
+@dataclass
+class SweepPlan:
+    """A budgeted study's plan. Times in seconds, fidelities in epochs.
+
+    Attributes:
+        budget_s: the whole budget left for this call.
+        search_s: seconds for the search (trials).
+        refit_s: seconds kept for the refit of the best configuration.
+        images_per_sec: training images/s per architecture on this machine.
+        train_fraction: share of the training split per search epoch (may be reduced).
+        images_per_epoch: training images per search epoch.
+        epochs: search fidelity (the pruner's max resource; every trial's schedule spans it).
+        rungs: successive-halving rungs in epochs (min resource first).
+        reduction_factor: the pruner's eta.
+        trial_s: expected seconds of one trial (pruning included), mean over architectures.
+        full_trial_s: seconds of one unpruned trial (the longest a trial can take), slowest
+            architecture.
+        expected_trials: search trials expected to fit.
+        refit_epochs: epochs of the refit on the whole training split.
+        notes: fitting decisions, one line each.
+    """
+
+    budget_s: float
+    search_s: float
+    refit_s: float
+    images_per_sec: dict[str, float]
+    train_fraction: float
+    images_per_epoch: int
+    epochs: int
+    rungs: list[int]
+    reduction_factor: int
+    trial_s: float
+    full_trial_s: float
+    expected_trials: int
+    refit_epochs: float
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The plan as printed before trial 1."""
+        speeds = ", ".join(f"{k} {v:,.0f}" for k, v in self.images_per_sec.items())
+        out = [
+            f"plan: budget {format_minutes(self.budget_s)} = search "
+            f"{format_minutes(self.search_s)} + refit {format_minutes(self.refit_s)}",
+            f"  measured training images/s on this machine: {speeds}",
+            f"  search fidelity: {self.epochs} epochs of {self.images_per_epoch:,} images "
+            f"(data.train_fraction {self.train_fraction:.3g}); pruning rungs at epochs "
+            f"{', '.join(map(str, self.rungs))} (reduction factor {self.reduction_factor})",
+            f"  expected: ~{self.expected_trials} trials of ~{format_minutes(self.trial_s)} "
+            f"(an unpruned one up to {format_minutes(self.full_trial_s)}); refit: "
+            f"{self.refit_epochs:g} epochs on the whole training split",
+        ]
+        return out + [f"  note: {n}" for n in self.notes]
+
+
+def successive_halving_rungs(min_resource: int, eta: int, max_resource: int) -> list[int]:
+    """Rungs ``min_resource * eta**k`` below ``max_resource`` (always the first one)."""
+    rungs, r = [], max(1, min_resource)
+    while r < max_resource or not rungs:
+        rungs.append(min(r, max_resource))
+        r *= eta
+    return rungs
+
+
+def expected_epochs(rungs: list[int], eta: int, epochs: int, pruned: bool) -> float:
+    """Expected training epochs of one trial (see the module docstring)."""
+    if not pruned:
+        return float(epochs)
+    total, previous = 0.0, 0
+    for k, rung in enumerate([*rungs, epochs]):
+        total += eta ** -min(k, len(rungs)) * (rung - previous) if k else rung
+        previous = rung
+    return total
+
+
+def epoch_seconds(images: int, images_per_sec: float, val_images: int, tta_passes: int) -> float:
+    """One epoch: training plus one validation pass."""
+    train = images / images_per_sec
+    val = val_images * tta_passes / (images_per_sec * EVAL_SPEEDUP)
+    return train + val
+
+
+def plan_sweep(
+    budget_s: float,
+    *,
+    images_per_sec: dict[str, float],
+    epochs: int,
+    train_images: int,
+    train_fraction: float,
+    val_images: int,
+    tta_passes: int,
+    pruner: str,
+    min_resource: int,
+    reduction_factor: int,
+    refit_epochs: float,
+    refit_share: float = DEFAULT_REFIT_SHARE,
+) -> SweepPlan:
+    """Plan a study of ``budget_s`` seconds on this machine.
+
+    Args:
+        images_per_sec: training images/s per architecture (measured).
+        epochs: the spec's search epochs (the pruner's max resource).
+        train_images: images of the whole training split (validation held out).
+        train_fraction: the spec's share of it per search epoch (the plan may lower it).
+        val_images: validation images scored each epoch; ``tta_passes`` forward passes each.
+        pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
+        refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
+        refit_share: share of the budget kept for the refit.
+
+    Raises:
+        ValueError: no architecture speed, or a budget <= 0.
+    """
+    if not images_per_sec or budget_s <= 0:
+        raise ValueError("a plan needs a budget > 0 and at least one measured speed")
+    notes: list[str] = []
+    reserve_s = min(END_RESERVE_S, 0.1 * budget_s)
+    refit_s = (budget_s - reserve_s) * refit_share
+    search_s = budget_s - reserve_s - refit_s
+    pruned = pruner in ("successive_halving", "hyperband")
+    eta = reduction_factor
+    rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
+    mean_speed = statistics.fmean(images_per_sec.values())
+    slowest = min(images_per_sec.values())
+    per_trial_epochs = expected_epochs(rungs, eta, epochs, pruned)
+
+    def costs(fraction: float) -> tuple[int, float, float]:
+        images = int(train_images * fraction)
+        one = epoch_seconds(images, mean_speed, val_images, tta_passes)
+        worst = epoch_seconds(images, slowest, val_images, tta_passes)
+        return images, per_trial_epochs * one + TRIAL_OVERHEAD_S, epochs * worst
+
+    fraction = train_fraction
+    images, trial_s, full_s = costs(fraction)
+    fits = search_s / trial_s
+    if fits < MIN_TRIALS and fraction > MIN_TRAIN_FRACTION:
+        # trial_s(f) = f * per_fraction + fixed (validation and overhead do not shrink)
+        fixed = costs(0.0)[1]
+        per_fraction = (trial_s - fixed) / fraction
+        wanted = (search_s / MIN_TRIALS - fixed) / per_fraction
+        fraction = min(fraction, max(MIN_TRAIN_FRACTION, wanted))
+        images, trial_s, full_s = costs(fraction)
+        notes.append(
+            f"data.train_fraction lowered from {train_fraction:.3g} to {fraction:.3g} so that "
+            f"~{MIN_TRIALS} trials fit in the search time"
+        )
+    expected = max(0, int(search_s // trial_s))
+    if expected < 2:
+        notes.append("fewer than 2 trials fit: give a larger budget for a real search")
+    full_epoch_s = epoch_seconds(train_images, mean_speed, val_images, tta_passes)
+    refit_fit = refit_s / full_epoch_s
+    refit = min(float(refit_epochs), math.floor(refit_fit * 10) / 10)
+    if refit < refit_epochs:
+        notes.append(
+            f"refit capped at {refit:g} of the wanted {refit_epochs:g} epochs by the time kept"
+        )
+    if refit <= 0:
+        notes.append("no time for a refit: the best trial stays the champion")
+        refit = 0.0
+    return SweepPlan(
+        budget_s=budget_s,
+        search_s=search_s,
+        refit_s=refit_s,
+        images_per_sec=dict(images_per_sec),
+        train_fraction=fraction,
+        images_per_epoch=images,
+        epochs=epochs,
+        rungs=rungs,
+        reduction_factor=eta,
+        trial_s=trial_s,
+        full_trial_s=full_s,
+        expected_trials=expected,
+        refit_epochs=refit,
+        notes=notes,
+    )

@@ -1,0 +1,112 @@
+"""Refit: the study's best configuration retrained at full fidelity, as the champion.
+
+A trial is trained at search fidelity (few epochs, a share of the training split); its value
+ranks configurations, not models. After the search, :func:`refit_best` trains the best trial's
+configuration on the whole training split for the refit's epochs (its LR schedule spans them),
+as a child run of the study's parent tagged ``cifar_hpo.role = refit``, scores validation and
+test once, logs its model and records it on the study (``refit`` user attribute), so that the
+registry's ``champion`` (see :func:`cifar_hpo.sweep.champion.reconcile_champion`) and
+``cifar-hpo best --export`` use the refit model rather than the low-fidelity trial's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from cifar_hpo.config import TrainConfig, with_overrides
+from cifar_hpo.data import CifarData
+from cifar_hpo.engine import make_splits, train
+from cifar_hpo.sweep.report import best_trial
+from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
+
+#: study user attribute: {"trial", "run_id", "model_id", "epochs", "val_acc", "test_acc",
+#: "search_value", "seconds"}
+REFIT_ATTR = "refit"
+
+
+@dataclass
+class RefitResult:
+    """What a refit produced (accuracies are fractions, ``seconds`` wall time)."""
+
+    trial: int
+    run_id: str | None
+    model_id: str | None
+    epochs: float
+    val_acc: float | None
+    test_acc: float | None
+    search_value: float
+    seconds: float
+
+    def as_attr(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def refit_config(base: TrainConfig, params: dict[str, Any], epochs: float) -> TrainConfig:
+    """The best trial's configuration at full fidelity: its parameters on top of the base,
+    the whole training split (``data.train_fraction`` 1) and ``epochs`` epochs."""
+    return with_overrides(base, {**params, "data.train_fraction": 1.0, "epochs": epochs})
+
+
+def refit_best(
+    study: optuna.Study,
+    base: TrainConfig,
+    data: CifarData,
+    epochs: float,
+    *,
+    tracker: Tracker | NullTracker,
+    parent_run_id: str | None,
+    callbacks: list | None = None,
+) -> RefitResult | None:
+    """Retrain the study's best trial's configuration for ``epochs`` epochs on the whole
+    training split, tracked as a ``refit`` child run with its model logged, and record it on
+    the study. Returns None when there is no completed trial or ``epochs`` <= 0.
+
+    Raises:
+        Exception: what training raised (the refit run is ended FAILED first).
+    """
+    best = best_trial(study)
+    if best is None or epochs <= 0:
+        return None
+    config = refit_config(base, dict(best.params), epochs)
+    tags = {
+        "cifar_hpo.study": study.study_name,
+        "cifar_hpo.role": "refit",
+        "cifar_hpo.trial": str(best.number),
+    }
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    run = tracker.start_run(
+        experiment_name(study.study_name), f"refit-trial-{best.number}", tags, config
+    )
+    splits = make_splits(config, data)
+    run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
+    try:
+        result = train(config, data, [run, *(callbacks or [])])
+        run.log_result(result)
+        if result.status == "diverged":
+            run.end(RunOutcome.FAILED, result.message)
+            return None
+        model_id = run.log_model(result, data.mean, data.std)
+        run.log_metrics({"search_value": float(best.value)}, step=len(result.history))
+    except KeyboardInterrupt:
+        run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
+        raise
+    except BaseException as err:
+        run.end(RunOutcome.FAILED, f"{type(err).__name__}: {err}")
+        raise
+    run.end(RunOutcome.COMPLETE)
+    refit = RefitResult(
+        trial=best.number,
+        run_id=run.run_id,
+        model_id=model_id,
+        epochs=float(epochs),
+        val_acc=result.val.metrics["acc"] if result.val else None,
+        test_acc=result.test.metrics["acc"] if result.test else None,
+        search_value=float(best.value),
+        seconds=result.seconds,
+    )
+    study.set_user_attr(REFIT_ATTR, refit.as_attr())
+    return refit

@@ -1,0 +1,181 @@
+"""Budgeted sweeps: the duration parser, the plan, the throughput cache, and a budgeted study
+on tiny data that ends within its budget with a refit champion that exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from helpers import TINY_SWEEP_BASE, tiny_config
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from cifar_hpo.cli import app
+from cifar_hpo.errors import SweepSpecError
+from cifar_hpo.export import load_classifier
+from cifar_hpo.sweep.budget import BUDGET_ATTR, budget_clock, parse_duration
+from cifar_hpo.sweep.plan import MIN_TRIALS, plan_sweep
+from cifar_hpo.throughput import ThroughputCache
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("45m", 2700), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), ("60", 3600)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "0m", "-5m", "5x", "30m1h", "1h1h", ""])
+def test_parse_duration_refuses_in_one_line(text):
+    with pytest.raises(SweepSpecError, match="expected a duration > 0 such as 90s, 45m, 2h"):
+        parse_duration(text)
+
+
+PLAN = dict(
+    images_per_sec={"airbench": 3000.0, "resnet20": 800.0},
+    epochs=5,
+    train_images=45_000,
+    train_fraction=0.4,
+    val_images=5_000,
+    tta_passes=2,
+    pruner="successive_halving",
+    min_resource=1,
+    reduction_factor=3,
+    refit_epochs=10,
+)
+
+
+@pytest.mark.parametrize("budget", [120.0, 600.0, 3600.0, 4 * 3600.0])
+def test_plan_respects_the_budget(budget):
+    plan = plan_sweep(budget, **PLAN)
+    assert plan.search_s + plan.refit_s <= budget
+    assert plan.expected_trials * plan.trial_s <= plan.search_s
+    assert plan.rungs == [1, 3] and plan.epochs == 5
+    full_epoch = 45_000 / 1900 + 5_000 * 2 / (1900 * 3)  # mean speed 1,900 images/s
+    assert plan.refit_epochs <= 10 and plan.refit_epochs * full_epoch <= plan.refit_s
+    if plan.train_fraction < 0.4:  # small budgets: fidelity lowered to fit enough trials
+        assert plan.expected_trials >= MIN_TRIALS - 1 or plan.train_fraction == 0.05
+    assert "\n".join(plan.lines()).startswith("plan: budget")
+
+
+def test_plan_lowers_fidelity_only_when_too_few_trials_fit():
+    big, small = plan_sweep(3600.0, **PLAN), plan_sweep(120.0, **PLAN)
+    assert big.train_fraction == 0.4 and not any("lowered" in n for n in big.notes)
+    assert small.train_fraction < 0.4 and any("lowered" in n for n in small.notes)
+    assert small.trial_s < big.trial_s
+
+
+def test_throughput_cache_is_reused_and_invalidated(tmp_path, tiny_data, monkeypatch):
+    calls = []
+
+    def fake_measure(config, data):
+        calls.append(config.model.name)
+        return 1000.0 + len(calls)
+
+    cache = ThroughputCache(tmp_path / "throughput.json", measure=fake_measure)
+    a = tiny_config(**{"model.name": "seed000_cnn"})
+    assert cache.images_per_sec(a, tiny_data) == (1001.0, False)
+    assert cache.images_per_sec(a, tiny_data) == (1001.0, True)  # cached, not measured
+    b = tiny_config(**{"model.name": "airbench"})  # another model: measured
+    assert cache.images_per_sec(b, tiny_data) == (1002.0, False)
+    wider = tiny_config(**{"model.name": "airbench", "model.width": 0.5})
+    assert cache.images_per_sec(wider, tiny_data)[1] is False  # another config of it
+    monkeypatch.setattr("cifar_hpo.throughput.host_text", lambda: "another CPU, 64 cores")
+    assert cache.images_per_sec(a, tiny_data) == (1004.0, False)  # another machine
+    table = json.loads((tmp_path / "throughput.json").read_text())
+    assert len(table) == 2 and calls == ["seed000_cnn", "airbench", "airbench", "seed000_cnn"]
+
+
+def test_real_probe_measures_training_speed(tiny_data):
+    cache = ThroughputCache(Path("unused.json"))
+    value = cache.measure(tiny_config(**{"model.name": "seed000_cnn", "batch_size": 32}), tiny_data)
+    assert value > 0
+
+
+def test_resume_keeps_the_budget_left():
+    study = optuna.create_study()
+    assert budget_clock(study, None) is None  # never budgeted
+    study.set_user_attr(BUDGET_ATTR, {"total_s": 100.0, "used_s": 70.0})
+    clock = budget_clock(study, None)  # resumed without --budget: the 30 s left
+    assert clock.total_s == 100.0 and 29.0 < clock.left_s <= 30.0
+    time.sleep(0.2)
+    clock.record(study)
+    assert study.user_attrs[BUDGET_ATTR]["used_s"] >= 70.2
+    assert budget_clock(study, 200.0).left_s == pytest.approx(200.0 - 70.2, abs=0.2)
+
+
+SPEC = {
+    "objective": {"metric": "val_acc", "direction": "maximize"},
+    "base": dict(TINY_SWEEP_BASE),
+    "budget": {"epochs": 2, "train_fraction": 1.0, "refit_epochs": 3},
+    "space": {"optim.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 3},
+    "top_k_models": 1,
+}
+
+
+@pytest.mark.slow
+def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(
+    tmp_path, data_dir, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "sweeps").mkdir()
+    Path("sweeps", "tinyb.yaml").write_text(yaml.safe_dump(SPEC))
+    budget = 45.0
+    t0 = time.monotonic()
+    result = runner.invoke(app, ["sweep", "--study", "tinyb", "--budget", "45s", "--no-progress"])
+    elapsed = time.monotonic() - t0
+    assert result.exit_code == 0, result.output
+    assert elapsed <= budget * 1.05, (elapsed, result.output)
+    out = result.output
+    assert re.search(r"plan: budget \d+ s = search", out) and "rungs at epochs 1" in out, out
+    assert "Downloading artifacts" not in out  # no progress bars inside trial lines
+    assert "refit: trial" in out, out
+    study = optuna.load_study(study_name="tinyb", storage="sqlite:///studies/optuna.db")
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 2
+    refit = study.user_attrs["refit"]
+    assert refit["trial"] == study.best_trial.number and refit["epochs"] <= 3
+    assert study.user_attrs["budget"]["total_s"] == budget
+    # the refit run: a child of the study's parent, its model the champion
+    client = MlflowClient()
+    run = client.get_run(refit["run_id"])
+    assert run.data.tags["cifar_hpo.role"] == "refit" and run.info.status == "FINISHED"
+    assert run.data.params["data.train_fraction"] == "1.0"
+    assert run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+    champion = client.get_model_version_by_alias("cifar-hpo-tinyb", "champion")
+    assert champion.tags["cifar_hpo.model_id"] == refit["model_id"]
+    assert champion.tags["refit"] == "True"
+    # cifar-hpo best shows the refit, --export writes it
+    shown = runner.invoke(app, ["best", "--study", "tinyb", "--export", "model.pt"])
+    assert shown.exit_code == 0, shown.output
+    assert "refit" in shown.output and Path("model.pt").is_file()
+    model, meta = load_classifier("model.pt")
+    assert meta["refit"] is True and meta["trial"] == refit["trial"]
+    assert meta["test_acc"] == pytest.approx(refit["test_acc"])
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    # resuming without --budget continues with the budget left, and no more
+    used = study.user_attrs["budget"]["used_s"]
+    assert used <= budget
+    t0 = time.monotonic()
+    again = runner.invoke(app, ["sweep", "--study", "tinyb", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    left = budget - used
+    if left <= 0.05 * budget:
+        assert "budget is used up" in again.output
+    else:
+        planned = float(re.search(r"plan: budget (\d+) s", again.output).group(1))
+        assert planned <= left + 1
+    assert time.monotonic() - t0 <= max(left, 0) + 0.05 * budget + 5  # + the closing summary
+    total = optuna.load_study(study_name="tinyb", storage="sqlite:///studies/optuna.db")
+    assert total.user_attrs["budget"]["used_s"] <= budget * 1.05 + 5
