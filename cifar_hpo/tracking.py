@@ -19,6 +19,7 @@ knows nothing of Optuna (a study is only asked for its name and user attributes)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -669,6 +670,19 @@ class TrialRun(Callback):
         for k, v in tags.items():
             self.client.set_tag(self.run_id, k, str(v)[:5000])
 
+    @contextlib.contextmanager
+    def ends_on_error(self):
+        """Inside it, Ctrl-C/SIGTERM ends the run KILLED and any error ends it FAILED with
+        the error's first line; the exception propagates. No error path leaves it RUNNING."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
+            raise
+        except BaseException as err:
+            self.end(RunOutcome.FAILED, f"{type(err).__name__}: {first_line(err)}")
+            raise
+
     def end(self, outcome: RunOutcome, reason: str = "") -> None:
         """Terminate the run with ``outcome.run_status`` (a trial run also gets the tag
         ``optuna.state`` = ``outcome.trial_state``) and the reason of a non-complete end;
@@ -784,24 +798,14 @@ def tracked_train(
         if run.run_id:
             folder.mkdir(parents=True, exist_ok=True)
             id_file.write_text(run.run_id + "\n")
-    try:
+    with run.ends_on_error():
         result = train(config, data, [*callbacks, run], resume=resume)
-    except KeyboardInterrupt:
-        run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
-        raise
-    except BaseException as err:
-        run.end(RunOutcome.FAILED, f"{type(err).__name__}: {first_line(err)}")
-        raise
-    try:
         run.log_result(result)
         if result.status == "diverged":
             run.end(RunOutcome.FAILED, result.message)
         else:
             run.log_model(result, data.mean, data.std)
             run.end(RunOutcome.COMPLETE)
-    except BaseException as err:
-        run.end(RunOutcome.FAILED, f"{type(err).__name__}: {first_line(err)}")
-        raise
     return result, run.run_id
 
 

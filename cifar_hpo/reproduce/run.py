@@ -115,17 +115,11 @@ def reproduce(
     )
     parent_id = parent.run_id
     loader = _DataLoader(data_dir)
-    try:
+    with parent.ends_on_error():
         for i, plan in enumerate(plans, start=1):
             if console is not None:
                 console.print(f"[bold][{i}/{len(plans)}] {plan.recipe.name}[/]: {_describe(plan)}")
             run_recipe(plan, tracker, parent_id, loader, console, show_progress)
-    except KeyboardInterrupt:
-        parent.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
-        raise
-    except BaseException as err:
-        parent.end(RunOutcome.FAILED, f"{type(err).__name__}: {err}")
-        raise
     parent.set_tags({"cifar_hpo.finished": _now_text()})
     parent.end(RunOutcome.COMPLETE)
     return write_table(

@@ -83,7 +83,7 @@ def refit_best(
     )
     splits = make_splits(config, data)
     run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
-    try:
+    with run.ends_on_error():
         result = train(config, data, [run, *(callbacks or [])])
         run.log_result(result)
         if result.status == "diverged":
@@ -91,12 +91,6 @@ def refit_best(
             return None
         model_id = run.log_model(result, data.mean, data.std)
         run.log_metrics({"search_value": float(best.value)}, step=len(result.history))
-    except KeyboardInterrupt:
-        run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
-        raise
-    except BaseException as err:
-        run.end(RunOutcome.FAILED, f"{type(err).__name__}: {err}")
-        raise
     run.end(RunOutcome.COMPLETE)
     refit = RefitResult(
         trial=best.number,
