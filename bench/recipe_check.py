@@ -143,6 +143,8 @@ def render(report: dict[str, Any]) -> str:
                 f"{'met' if met else 'not met' if done >= 2 else 'not decided (needs 2 seeds)'}.",
             ]
     lines += ["", report["stamp"]]
+    if report.get("rendered_by"):
+        lines += ["", f"Block rewritten from that run's results by `{report['rendered_by']}`."]
     return "\n".join(lines)
 
 
@@ -182,6 +184,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = json.loads(args.json.read_text())
         if upstream:
             report["upstream"] = upstream
+        shown = sys.argv[1:] if argv is None else argv
+        report["rendered_by"] = "python bench/recipe_check.py " + " ".join(
+            f"'{a}'" if " " in a else a for a in shown
+        )
         if args.readme is not None:
             rewrite_readme(args.readme, render(report), BLOCK)
         print(render(report))
