@@ -9,19 +9,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cifar_hpo.augment import build_augmenter
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData
-from cifar_hpo.device import (
-    InputTransform,
-    amp_enabled,
-    autocast,
-    make_grad_scaler,
-    resolve_device,
-)
-from cifar_hpo.engine import make_splits
-from cifar_hpo.models import create_model
-from cifar_hpo.optim import build_optimizer
+from cifar_hpo.device import autocast
+from cifar_hpo.engine import build_components
 
 
 @dataclass
@@ -56,23 +47,12 @@ def lr_range_test(
         raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
     if steps < 10:
         raise ValueError(f"steps must be >= 10, got {steps}")
-    device = resolve_device(config.device)
-    use_amp = amp_enabled(device, config.amp)
-    torch.manual_seed(config.seed)
-    model = create_model(config.model.name, data.num_classes, **config.model.hparams).to(device)
-    optimizer = build_optimizer(model, config.optim, config.batch_size)
-    # fp16 autocast on CUDA needs loss scaling, as in the engine, or small gradients underflow
-    scaler = make_grad_scaler(device, use_amp)
-    gen = torch.Generator().manual_seed(config.seed)
-    augment = build_augmenter(
-        config.augment.policy, config.augment.strength, data.mean, config.seed
-    )
-    augment.set_epoch(0)  # seeds the albumentations ops: the same config gives the same curve
-    to_input = InputTransform(data.mean, data.std, device, config.channels_last)
-    idx = make_splits(config, data).train_idx
-    images = torch.from_numpy(data.train_images[idx])
-    labels = torch.from_numpy(data.train_labels[idx]).long()
-    batch = min(config.batch_size, len(idx))
+    # the run's own components (model with data-dependent init, optimizer, scaler, augmenter)
+    c = build_components(config, data)
+    model, optimizer, scaler, gen = c.model, c.optimizer, c.scaler, c.generator
+    c.augment.set_epoch(0)  # seeds the albumentations ops: the same config gives the same curve
+    images, labels, batch = c.train_images, c.train_labels, c.batch_size
+    n = images.shape[0]
     factor = (end_lr / start_lr) ** (1.0 / (steps - 1))
     lrs, losses = [], []
     avg, best = 0.0, math.inf
@@ -81,10 +61,10 @@ def lr_range_test(
         lr = start_lr * factor**i
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pick = torch.randint(0, len(idx), (batch,), generator=gen)
-        x = to_input(augment(images[pick], gen))
-        y = labels[pick].to(device)
-        with autocast(device, use_amp):
+        pick = torch.randint(0, n, (batch,), generator=gen)
+        x = c.to_input(c.augment(images[pick], gen))
+        y = labels[pick].to(c.device)
+        with autocast(c.device, c.use_amp):
             loss = F.cross_entropy(model(x), y, label_smoothing=config.optim.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -29,7 +29,6 @@ def _mlflow_store_in_tmp(tmp_path, monkeypatch):
     """Every test's MLflow writes go to its own temporary store (never the working folder's
     ``mlflow.db``); fixtures that want MLflow's default store delete the variable again."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
 
 
 @pytest.fixture(scope="session")

@@ -152,6 +152,7 @@ def test_train_is_an_mlflow_run_like_a_trial(data_dir, tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path / 'track.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # a sample in a short run
     out = tmp_path / "RUNS"
     args = ["train", "--model", "seed000_cnn", "--epochs", "3", *FAST, "--out", out]
     result = _invoke(*args, "--no-progress", "--set", "data.val_fraction=0.2")

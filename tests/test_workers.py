@@ -223,7 +223,8 @@ def test_three_workers_share_one_study(project, storage, mlflow_url):
     study = load(name, storage)
     trials = study.trials
     assert [t.number for t in trials] == list(range(6))
-    assert all(t.state.name == "COMPLETE" for t in trials), [t.state for t in trials]
+    states = [(t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in trials), (states, out)
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 3  # all three took part
     assert len({t.params["optim.lr"] for t in trials}) == 6  # workers sample differently
     check_tracking(study, mlflow_url)

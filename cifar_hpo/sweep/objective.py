@@ -29,7 +29,7 @@ from cifar_hpo.checkpoint import load_checkpoint
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
 from cifar_hpo.engine import Result, TrainState, make_splits, train
-from cifar_hpo.errors import CheckpointError, TrialFailed
+from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
 from cifar_hpo.models import count_macs, create_model
 from cifar_hpo.sweep.spec import SweepSpec, suggest
 from cifar_hpo.sweep.storage import (
@@ -164,12 +164,16 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         try:
             return self._run(trial)
+        except optuna.TrialPruned:
+            raise
         except Exception as err:
             lost = tracking_failure(err, self.tracker.tracking_uri)
-            if lost is None:
-                raise
-            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(lost).__name__}: {lost}")
-            raise lost from None
+            if lost is not None:
+                trial.set_user_attr(FAIL_REASON_ATTR, f"{type(lost).__name__}: {lost}")
+                raise lost from None
+            if FAIL_REASON_ATTR not in trial.user_attrs:  # failed before training started
+                trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {first_line(err)}")
+            raise
 
     def _run(self, trial: optuna.Trial) -> float:
         # first, so a worker that dies from here on leaves a trial others can recognize
