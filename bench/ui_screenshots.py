@@ -8,7 +8,8 @@ project's tracking store, waits for ``/health``, and saves, for study ``--study`
 * ``models.png``: the experiment's Models tab (the top-k LoggedModels);
 * ``champion.png``: the registered model ``cifar-hpo-<study>`` with its ``champion`` alias.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``); the server is stopped at the end.
+Needs Debian's ``chromium`` (``apt-get install chromium``) and, to click through the pages as
+a person does, ``pip install 'cifar-hpo[ui]'`` (Playwright); the server is stopped at the end.
 Screenshots are runtime output, not committed (``--out`` defaults to ``/tmp/cifar-hpo-ui``)::
 
     .venv/bin/python bench/ui_screenshots.py --study baseline
@@ -67,11 +68,51 @@ def start_server(backend: str, artifacts: str, port: int, log: Path) -> subproce
     raise RuntimeError(f"mlflow server did not answer within 120 s; see {log}")
 
 
+EXPAND_PARENT = "button[data-component-id*='runnamecellrenderer']"
+
+
 def screenshot(url: str, path: Path, wait_ms: int = 12000, size: str = "1600,1000") -> Path:
-    """Render ``url`` in headless Chromium (JavaScript run for ``wait_ms``) into ``path``."""
+    """Render ``url`` in headless Chromium into ``path``.
+
+    With Playwright installed (``pip install playwright``; it drives Debian's chromium, no
+    browser download) the page is used as a person would: the "Model training" view chosen,
+    the assistant panel closed, nested runs expanded, charts given time to draw. Without it,
+    ``chromium --screenshot`` renders the page as it first opens.
+    """
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         raise RuntimeError("no chromium: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is not None:
+        width, height = (int(v) for v in size.split(","))
+        with sync_playwright() as pw:
+            chrome = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+            page = chrome.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.wait_for_timeout(5000)
+            try:  # the UI's mode is remembered; choosing it may navigate away, so come back
+                page.get_by_text("Model training", exact=True).first.click(timeout=3000)
+                page.wait_for_timeout(1500)
+                page.goto(url)
+                page.wait_for_timeout(4000)
+            except Exception:  # noqa: BLE001 - no mode switch on this page
+                pass
+            for action in (
+                lambda: page.get_by_role("button", name="Close").first.click(timeout=3000),
+                lambda: page.locator(EXPAND_PARENT).first.click(timeout=3000),
+            ):
+                try:
+                    action()
+                    page.wait_for_timeout(1500)
+                except Exception:  # noqa: BLE001 - a control this page does not have
+                    pass
+            page.wait_for_timeout(wait_ms)
+            page.screenshot(path=str(path))
+            chrome.close()
+        return path
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
             browser,
