@@ -161,7 +161,9 @@ def open_study(
         )
     check_search_space(study, spec, allow_space_change)
     if study.metric_names != [spec.objective.metric]:
-        study.set_metric_names([spec.objective.metric])  # optuna-dashboard shows "val_acc"
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([spec.objective.metric])  # dashboards show "val_acc"
     if n_existing == 0:
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
