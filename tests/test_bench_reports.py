@@ -36,6 +36,22 @@ def _seed(seed: int, acc: float) -> dict:
     }
 
 
+def _report(bench, accs: list[float], command: str, stamp: str) -> dict:
+    """A recipe-check report of airbench94 with these test accuracies, one per seed."""
+    seeds = [_seed(i, a) for i, a in enumerate(accs)]
+    return {
+        "recipe": "airbench94",
+        "epochs": 9.9,
+        "tta": 2,
+        "train_images": 50_000,
+        "seeds_asked": [0, 1],
+        "seeds": seeds,
+        "summary": bench.summarize(seeds),
+        "command": command,
+        "stamp": stamp,
+    }
+
+
 @pytest.mark.parametrize(
     ("accs", "verdict"),
     [
@@ -47,18 +63,7 @@ def _seed(seed: int, acc: float) -> dict:
 )
 def test_recipe_check_block_states_the_verdict(accs, verdict):
     bench = _bench("recipe_check")
-    seeds = [_seed(i, a) for i, a in enumerate(accs)]
-    report = {
-        "recipe": "airbench94",
-        "epochs": 9.9,
-        "tta": 2,
-        "train_images": 50_000,
-        "seeds_asked": [0, 1],
-        "seeds": seeds,
-        "summary": bench.summarize(seeds),
-        "command": "python bench/recipe_check.py",
-        "stamp": "Command: `x`; stamp",
-    }
+    report = _report(bench, accs, "python bench/recipe_check.py", "Command: `x`; stamp")
     text = bench.render(report)
     assert f": {verdict})" in text
     assert f"| 0 | {100 * accs[0]:.2f} % | 99.90 % | 44.0 | 190 |" in text
@@ -75,18 +80,8 @@ def test_recipe_check_states_the_lossy_copy_bar(tmp_path, accs, verdict):
     import json
 
     bench = _bench("recipe_check")
-    seeds = [_seed(i, a) for i, a in enumerate(accs)]
-    report = {
-        "recipe": "airbench94",
-        "epochs": 9.9,
-        "tta": 2,
-        "train_images": 50_000,
-        "seeds_asked": [0, 1],
-        "seeds": seeds,
-        "summary": bench.summarize(seeds),
-        "command": "python bench/recipe_check.py --seeds 0 1",
-        "stamp": "Command: `python bench/recipe_check.py --seeds 0 1`; stamp",
-    }
+    command = "python bench/recipe_check.py --seeds 0 1"
+    report = _report(bench, accs, command, f"Command: `{command}`; stamp")
     results = tmp_path / "check.json"
     results.write_text(json.dumps(report))
     readme = tmp_path / "README.md"
