@@ -179,3 +179,39 @@ def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(
     assert time.monotonic() - t0 <= max(left, 0) + 0.05 * budget + 5  # + the closing summary
     total = optuna.load_study(study_name="tinyb", storage="sqlite:///studies/optuna.db")
     assert total.user_attrs["budget"]["used_s"] <= budget * 1.05 + 5
+
+
+def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path, tiny_data):
+    """bench/score_exported.py, as a subprocess that never imports cifar_hpo, gives the same
+    test accuracy as the core's evaluation of the exported model."""
+    import subprocess
+    import sys
+
+    from cifar_hpo.data import cache_path, save_cache
+    from cifar_hpo.engine import train
+    from cifar_hpo.export import export_classifier
+
+    result = train(tiny_config(epochs=2, **{"model.name": "seed000_cnn", "tta": 1}), tiny_data)
+    model_file = export_classifier(
+        result.model,
+        tmp_path / "model.pt",
+        class_names=tiny_data.class_names,
+        mean=tiny_data.mean,
+        std=tiny_data.std,
+        tta=1,
+        metadata={"test_acc": result.test.metrics["acc"]},
+    )
+    cache = save_cache(tiny_data, cache_path(tmp_path / "data", "cifar10"))
+    script = Path(__file__).resolve().parents[1] / "bench" / "score_exported.py"
+    out = tmp_path / "score.json"
+    run = subprocess.run(
+        [sys.executable, str(script), str(model_file), str(cache), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    scored = json.loads(out.read_text())
+    assert scored["test_acc"] == pytest.approx(result.test.metrics["acc"], abs=1e-9)
+    assert scored["images"] == len(tiny_data.test_labels)
+    assert "test top-1" in run.stdout and "the file says" in run.stdout
