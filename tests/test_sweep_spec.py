@@ -53,7 +53,7 @@ def test_good_spec_and_shipped_studies_validate():
     spec = parse_spec(GOOD)
     assert spec.base_config().epochs == 2
     assert spec.base_config().data.train_fraction == 0.5
-    for name in ("quick", "baseline", "gpu"):
+    for name in ("quick", "baseline", "gpu", "seed000"):
         assert load_spec(name).space
 
 
