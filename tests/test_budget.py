@@ -215,3 +215,34 @@ def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path,
     assert scored["test_acc"] == pytest.approx(result.test.metrics["acc"], abs=1e-9)
     assert scored["images"] == len(tiny_data.test_labels)
     assert "test top-1" in run.stdout and "the file says" in run.stdout
+
+
+@pytest.mark.slow
+def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, data_dir):
+    """bench/sweep_value.py on tiny data: a budgeted study, then the recipe alone; the README
+    block holds both test accuracies, minutes and the difference, stamped."""
+    import importlib.util
+
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    (sweeps / "tinyv.yaml").write_text(yaml.safe_dump(SPEC))
+    root = Path(__file__).resolve().parents[1]
+    (sweeps / "recipes.yaml").write_text((root / "sweeps" / "recipes.yaml").read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- RESULTS:sweep-value -->\nstale\n<!-- /RESULTS:sweep-value -->\n")
+    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(
+        [
+            "--study", "tinyv", "--budget", "40s", "--recipe", "seed001-cnn",
+            "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
+            "--workdir", str(tmp_path / "work"), "--readme", str(readme),
+            "--recipe-set", "epochs=1", "--recipe-set", "device=cpu",
+        ]
+    )  # fmt: skip
+    assert report["study"]["minutes"] <= 40 * 1.05 / 60 + 0.1
+    assert report["study"]["test_acc"] is not None and report["recipe"]["test_acc"] is not None
+    text = readme.read_text()
+    assert "**Study `tinyv` with `--budget 40s`**" in text and "difference **" in text
+    assert "Command: `python bench/sweep_value.py --study tinyv" in text

@@ -93,6 +93,11 @@ class SweepPlan:
         return out + [f"  note: {n}" for n in self.notes]
 
 
+def end_reserve(budget_s: float) -> float:
+    """Seconds kept at the end of a study of ``budget_s`` seconds (see ``END_RESERVE_S``)."""
+    return min(END_RESERVE_S, 0.1 * budget_s)
+
+
 def successive_halving_rungs(min_resource: int, eta: int, max_resource: int) -> list[int]:
     """Rungs ``min_resource * eta**k`` below ``max_resource`` (always the first one)."""
     rungs, r = [], max(1, min_resource)
@@ -153,7 +158,7 @@ def plan_sweep(
     if not images_per_sec or budget_s <= 0:
         raise ValueError("a plan needs a budget > 0 and at least one measured speed")
     notes: list[str] = []
-    reserve_s = min(END_RESERVE_S, 0.1 * budget_s)
+    reserve_s = end_reserve(budget_s)
     refit_s = (budget_s - reserve_s) * refit_share
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband")

@@ -48,9 +48,9 @@ from cifar_hpo.sweep.budget import (
 from cifar_hpo.sweep.champion import ChampionKeeper, keep_top_models, reconcile_champion
 from cifar_hpo.sweep.objective import Objective
 from cifar_hpo.sweep.plan import (
-    END_RESERVE_S,
     EVAL_SPEEDUP,
     SweepPlan,
+    end_reserve,
     epoch_seconds,
     plan_sweep,
 )
@@ -554,7 +554,7 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
     passes = tta_passes(base.tta)
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
     test_s = len(prep.data.test_labels) * passes / (speed * EVAL_SPEEDUP)
-    fits = (clock.left_s * 0.97 - test_s - END_RESERVE_S) / epoch_s
+    fits = (clock.left_s * 0.97 - test_s - end_reserve(clock.total_s)) / epoch_s
     epochs = min(plan.refit_epochs, math.floor(max(fits, 0.0) * 10) / 10)
     if best is None or epochs < 0.1:
         say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
