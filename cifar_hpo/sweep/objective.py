@@ -213,6 +213,7 @@ class Objective:
             run.end(RunOutcome.PRUNED, str(err))
             raise
         except KeyboardInterrupt:
+            _log_partial(run)
             run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
             raise
         except Exception as err:
