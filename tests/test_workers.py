@@ -300,7 +300,7 @@ def test_killed_trial_resumes_from_its_checkpoint_with_the_same_history(project,
 
     storage = f"journal:{tmp_path / 'studies' / 'kill.log'}"
     name = new_study()
-    epochs = 40  # long enough to kill mid-way, short enough to finish soon after
+    epochs = 20  # long enough to kill mid-way, short enough to finish soon after
     proc = start_worker(name, storage, epochs=epochs)
     (victim,) = wait_running(name, storage, proc, epochs_done=2)
     os.kill(proc.pid, signal.SIGKILL)
