@@ -253,7 +253,10 @@ def prepare_sweep(
     fail_stale_trials(study, store)
     reconcile_runs(study, tracker)
     # one process at a time on SQLite: no other worker can race for the parent run
-    url = storage if isinstance(storage, str) or storage is None else "shared"
+    if isinstance(store, optuna.storages.RDBStorage):
+        url = store.url
+    else:
+        url = storage if isinstance(storage, str) or storage is None else "journal:"
     settle = 0.0 if storage_kind(url) == "sqlite" else PARENT_SETTLE_S
     parent = tracker.parent_run(study, spec_summary(study_name, spec), settle=settle)
     return PreparedSweep(spec, data, study, store, tracker, parent)
