@@ -299,7 +299,7 @@ def test_killed_trial_resumes_from_its_checkpoint_with_the_same_history(project,
     from cifar_hpo.sweep.spec import load_spec
 
     storage = f"journal:{tmp_path / 'studies' / 'kill.log'}"
-    name = new_study()
+    name = new_study(enqueue=[{"optim.lr": 0.02}])  # a learning rate that trains stably
     epochs = 20  # long enough to kill mid-way, short enough to finish soon after
     proc = start_worker(name, storage, epochs=epochs)
     (victim,) = wait_running(name, storage, proc, epochs_done=2)
