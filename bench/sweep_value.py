@@ -63,7 +63,7 @@ def run_study(study: str, budget_s: float, sweeps_dir: Path, data_dir: str, work
     return outcome, (time.perf_counter() - t0) / 60
 
 
-def render(report: dict[str, Any], stamp_text: str) -> str:
+def render(report: dict[str, Any], stamp_text: str, command: str) -> str:
     """The README block."""
     s, r = report["study"], report["recipe"]
     diff = None
@@ -71,6 +71,8 @@ def render(report: dict[str, Any], stamp_text: str) -> str:
         diff = 100 * (s["test_acc"] - r["test_acc"])
     return "\n".join(
         [
+            f"<!-- written by `{command}`; do not edit by hand -->",
+            "",
             f"**Study `{s['name']}` with `--budget {report['budget']}`**: champion (trial "
             f"{s['trial']}, refit {s['refit_epochs']} epochs) **{_pct(s['test_acc'])} test** in "
             f"{s['minutes']:.1f} min; recipe `{r['name']}` alone as published: "
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     device = resolve_device(config.device)
     command = "python bench/sweep_value.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = render(report, stamp(command.strip(), device, amp_enabled(device, config.amp), ROOT))
+    stamp_text = stamp(command.strip(), device, amp_enabled(device, config.amp), ROOT)
+    text = render(report, stamp_text, command.strip())
     print(text)
     if args.readme:
         rewrite_readme(args.readme, text, BLOCK)

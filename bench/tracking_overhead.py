@@ -198,12 +198,14 @@ def summarize(noop: dict[str, Any], tracked: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render(summary: dict[str, Any], stamp_text: str) -> str:
+def render(summary: dict[str, Any], stamp_text: str, command: str) -> str:
     """The README block."""
     kinds = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(summary["by_kind"].items()))
     verdict = "met" if summary["met"] else "NOT met"
     return "\n".join(
         [
+            f"<!-- written by `{command}`; do not edit by hand -->",
+            "",
             f"**Tracking overhead**: {summary['trials']} trials "
             f"({summary['trial_seconds'] / 60:.1f} min of training), "
             f"{summary['models_logged']} models logged: tracking took "
@@ -256,12 +258,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.argv[1:] if argv is None else argv
     )
     stamp_text = stamp(command.strip(), device, amp_enabled(device, base.amp), ROOT)
-    print(render(summary, stamp_text))
+    print(render(summary, stamp_text, command.strip()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
     if args.readme:
-        rewrite_readme(args.readme, render(summary, stamp_text), BLOCK)
+        rewrite_readme(args.readme, render(summary, stamp_text, command.strip()), BLOCK)
     return summary
 
 
