@@ -81,7 +81,7 @@ def run_study(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = build_sampler(spec)  # multivariate TPE is "experimental"
-    study = optuna.create_study(sampler=sampler, pruner=pruner, direction=spec.objective.direction)
+    study = optuna.create_study(sampler=sampler, pruner=pruner, direction=spec.primary.direction)
     if enqueue:
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     overrides = parse_overrides(args.overrides) if args.overrides else {}
     base = with_overrides(spec.base_config(), overrides)
     data = load_dataset(base.data.dataset, base.data.data_dir or args.data_dir)
-    maximize = spec.objective.direction == "maximize"
+    maximize = spec.primary.direction == "maximize"
     console.print(
         f"study {args.study}: {args.trials} trials x 2, {spec.budget.epochs} epochs on "
         f"{100 * spec.budget.train_fraction:g} % of the training split, sampler "
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sampler": spec.sampler.name,
         "sampler_seed": args.seed if args.seed is not None else spec.sampler.seed,
         "pruner": spec.pruner.model_dump(),
-        "metric": spec.objective.metric,
+        "metric": spec.primary.metric,
         "enqueued": 0 if args.no_enqueue else len(spec.enqueue),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "versions": {"torch": torch.__version__, "optuna": optuna.__version__},

@@ -22,6 +22,7 @@ from cifar_hpo.config import TrainConfig
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.table import rewrite_readme
+from cifar_hpo.sweep.ranking import primary_value
 from cifar_hpo.sweep.report import best_trial, state_counts
 from cifar_hpo.sweep.spec import SweepSpecError, load_spec
 from cifar_hpo.sweep.storage import make_storage
@@ -52,7 +53,7 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
         if best is None
         else {
             "number": best.number,
-            "value": best.value,
+            "value": primary_value(best),
             "params": dict(best.params),
             "test_acc": best.user_attrs.get("test_acc"),
             "registry_version": champion.get("version")

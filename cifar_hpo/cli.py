@@ -387,6 +387,7 @@ def sweep_cmd(
 
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.sweep.budget import parse_duration
+    from cifar_hpo.sweep.ranking import primary_value
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.runner import run_sweep
     from cifar_hpo.sweep.workers import require_shared_storage, run_sweep_workers
@@ -441,7 +442,7 @@ def sweep_cmd(
         champion = {}
     if best is not None:
         console.print(
-            f"best trial {best.number}: {best.value:.4f} "
+            f"best trial {best.number}: {primary_value(best):.4f} "
             f"(test acc {best.user_attrs.get('test_acc', float('nan')):.4f}, "
             f"registry version {champion.get('version', '-')})"
         )
@@ -506,6 +507,7 @@ def studies_cmd(storage: StorageOpt = None) -> None:
     """List stored studies with trial counts per state and the best value."""
     import optuna
 
+    from cifar_hpo.sweep.ranking import primary_value
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.storage import make_storage
 
@@ -524,7 +526,7 @@ def studies_cmd(storage: StorageOpt = None) -> None:
             str(counts["PRUNED"]),
             str(counts["FAIL"]),
             str(counts["RUNNING"]),
-            f"{best.value:.4f}" if best else "-",
+            f"{primary_value(best):.4f}" if best else "-",
             str(best.number) if best else "-",
         )
     console.print(table if summaries else "no studies stored yet")
@@ -536,15 +538,47 @@ def best_cmd(
     study: Annotated[str, typer.Option(help="Study name.")],
     storage: StorageOpt = None,
     export: Annotated[
-        Path | None, typer.Option(help="Write the best model as one self-contained file.")
+        Path | None, typer.Option(help="Write the chosen model as one self-contained file.")
+    ] = None,
+    trial: Annotated[
+        int | None, typer.Option(help="Show/export this trial instead of the champion.")
+    ] = None,
+    max_params: Annotated[
+        float | None,
+        typer.Option(help="The best feasible trial with at most this many parameters."),
+    ] = None,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(help="The best feasible trial with at most this batch-1 CPU latency (ms)."),
     ] = None,
 ) -> None:
-    """Show the best trial (value, params, MLflow run, registry version); optionally export it."""
-    from cifar_hpo.sweep.best import export_best, find_best
+    """Show the champion (value, params, MLflow run, registry version), or the trial a rule
+    picks; the Pareto front of a multi-objective study; optionally export the model."""
+    from cifar_hpo.sweep.best import export_best, find_best, load_existing_study
+    from cifar_hpo.sweep.ranking import front_rows
+    from cifar_hpo.sweep.spec import LimitSpec
 
-    best = find_best(study, storage)
-    table = Table(title=f"best trial of {study}: #{best.number}", show_header=False)
-    table.add_row("value", f"{best.value:.4f}")
+    if trial is not None and (max_params is not None or max_latency_ms is not None):
+        raise UserError("give --trial N or --max-params/--max-latency-ms, not both")
+    limits = {}
+    if max_params is not None:
+        limits["params"] = LimitSpec(max=max_params)
+    if max_latency_ms is not None:
+        limits["latency_ms"] = LimitSpec(max=max_latency_ms)
+    optuna_study = load_existing_study(study, storage)
+    if len(optuna_study.directions) > 1:
+        console.print(_front_table(study, front_rows(optuna_study)))
+    best = find_best(study, storage, trial=trial, limits=limits or None)
+    chosen = "best" if trial is None and not limits else "chosen"
+    table = Table(title=f"{chosen} trial of {study}: #{best.number}", show_header=False)
+    names = optuna_study.metric_names or ["value"]
+    table.add_row(names[0], f"{best.value:.4f}")
+    measures = best.user_attrs.get("measures") or {}
+    for key in ("params", "macs", "latency_ms"):
+        if measures.get(key) is not None:
+            table.add_row(
+                key, f"{measures[key]:,.4g}" if key == "latency_ms" else f"{measures[key]:,.0f}"
+            )
     if best.test_acc is not None:
         table.add_row("test acc", f"{best.test_acc:.4f}")
     for k, v in best.params.items():
@@ -563,6 +597,28 @@ def best_cmd(
     if export is not None:
         path = export_best(best, export)
         console.print(f"exported to [bold]{path}[/] (torch.export; see README 'Exported models')")
+
+
+def _front_table(study: str, rows: list[dict]) -> Table:
+    """The Pareto front of a multi-objective study as a rich table."""
+    table = Table(title=f"Pareto front of {study} ({len(rows)} trials, best first)")
+    columns = list(rows[0]) if rows else ["trial"]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "mlflow_run_id" else "right")
+    for row in rows:
+        cells = []
+        for col in columns:
+            v = row[col]
+            if v is None:
+                cells.append("-")
+            elif col in ("params", "macs", "train_flops"):
+                cells.append(f"{v:,.0f}")
+            elif isinstance(v, float):
+                cells.append(f"{v:.4g}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table
 
 
 @app.command("predict")

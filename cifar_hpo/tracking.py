@@ -385,16 +385,23 @@ class Tracker:
         except MlflowException:
             pass  # deleted by another worker meanwhile
 
-    def champion_version(self, registered_name: str) -> Any | None:
-        """The registry version holding the ``champion`` alias, or None."""
+    def champion_version(self, registered_name: str, alias: str = CHAMPION_ALIAS) -> Any | None:
+        """The registry version holding ``alias`` (default ``champion``), or None."""
         try:
-            return self.client.get_model_version_by_alias(registered_name, CHAMPION_ALIAS)
+            return self.client.get_model_version_by_alias(registered_name, alias)
         except MlflowException:
             return None
 
-    def register_champion(self, registered_name: str, model_id: str, tags: dict[str, Any]) -> str:
-        """Make the logged model ``model_id`` the ``champion`` of ``registered_name``: reuse the
-        version made from it or register a new one, then move the alias. Returns the version."""
+    def register_champion(
+        self,
+        registered_name: str,
+        model_id: str,
+        tags: dict[str, Any],
+        alias: str = CHAMPION_ALIAS,
+    ) -> str:
+        """Make the logged model ``model_id`` the ``alias`` (default ``champion``; an export
+        rule's name, e.g. ``champion-under-200k``) of ``registered_name``: reuse the version
+        made from it or register a new one, then move the alias. Returns the version."""
         try:
             self.client.create_registered_model(registered_name, tags=_strings(tags, "study"))
         except MlflowException:
@@ -421,7 +428,7 @@ class Tracker:
                 ):
                     break
                 time.sleep(0.2)
-        self.client.set_registered_model_alias(registered_name, CHAMPION_ALIAS, version.version)
+        self.client.set_registered_model_alias(registered_name, alias, version.version)
         return str(version.version)
 
 
@@ -459,7 +466,7 @@ class NullTracker:
         """No models."""
         return []
 
-    def champion_version(self, registered_name: str) -> None:
+    def champion_version(self, registered_name: str, alias: str = "champion") -> None:
         """No registry."""
         return None
 

@@ -414,9 +414,9 @@ def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch
     seen = []
     real_complete = Objective._complete
 
-    def complete(self, trial, run, result):
+    def complete(self, trial, run, result, measures):
         seen.append(trial_checkpoint_path(self.study_name, trial.number).exists())
-        return real_complete(self, trial, run, result)
+        return real_complete(self, trial, run, result, measures)
 
     monkeypatch.setattr(Objective, "_complete", complete)
     write_spec("ckpt")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
 import yaml
@@ -53,8 +55,14 @@ def test_good_spec_and_shipped_studies_validate():
     spec = parse_spec(GOOD)
     assert spec.base_config().epochs == 2
     assert spec.base_config().data.train_fraction == 0.5
-    for name in ("quick", "baseline", "gpu", "seed000"):
+    shipped = sorted(p.stem for p in Path("sweeps").glob("*.yaml") if p.stem != "recipes")
+    assert {"quick", "baseline", "gpu", "seed000", "seed004_under_200k"} <= set(shipped)
+    for name in shipped:
         assert load_spec(name).space
+    seed004 = load_spec("seed004_under_200k")
+    assert seed004.metric_names == ["val_acc", "params"]
+    assert seed004.constraints["params"].max == 200_000
+    assert "champion-under-200k" in seed004.rules
 
 
 @pytest.mark.parametrize(
@@ -83,7 +91,7 @@ def test_good_spec_and_shipped_studies_validate():
         ("budget/epochs", 0, "budget.epochs"),
         ("sampler", {"name": "annealing"}, "sampler.name"),
         ("pruner", {"name": "sometimes"}, "pruner.name"),
-        ("objective", {"metric": "test_acc"}, "objective.metric"),
+        ("objective", {"metric": "test_acc"}, "objective.0: unknown metric 'test_acc'"),
         ("objective", {"metric": "val_loss", "direction": "maximize"}, "must be minimized"),
         ("enqueue", [{"optim.lr": -1}], "enqueue[0]"),
         ("enqueue", [{"optim.wd": 0.1}], "not a searched parameter"),

@@ -350,7 +350,7 @@ def _study_config(
         text=f"{100 * best.value:.2f} % val (trial {best.number}, "
         f"{b.epochs} ep on {100 * b.train_fraction:g} %)",
     )
-    if spec.objective.metric != "val_acc" and recipe.reported is None:
+    if spec.primary.metric != "val_acc" and recipe.reported is None:
         reported = None  # only accuracy objectives compare with our columns
     source = {"cifar_hpo.study": study, "cifar_hpo.study_trial": str(best.number)}
     if best.run_id:

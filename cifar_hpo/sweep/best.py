@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,15 @@ import mlflow
 import optuna
 import torch
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
 from cifar_hpo.errors import CheckpointError, SweepSpecError
 from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
 from cifar_hpo.sweep.champion import CHAMPION_ATTR
+from cifar_hpo.sweep.ranking import best_trial, primary_value, ranked_trials, rule_pick
 from cifar_hpo.sweep.refit import REFIT_ATTR
-from cifar_hpo.sweep.report import best_trial
+from cifar_hpo.sweep.spec import LimitSpec
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, make_storage
 from cifar_hpo.tracking import WEIGHTS_FILE
 
@@ -39,35 +42,102 @@ class BestTrial:
     user_attrs: dict[str, Any]
 
 
-def find_best(study_name: str, storage: str | None = None) -> BestTrial:
-    """The best COMPLETE trial of ``study_name``; when the study refit that trial's
-    configuration at full fidelity, its run, model and test accuracy are the refit's.
+def load_existing_study(study_name: str, storage: str | None = None) -> optuna.Study:
+    """Load a stored study.
 
     Raises:
-        SweepSpecError: unknown study (lists stored ones) or no completed trial yet.
+        SweepSpecError: unknown study (lists the stored ones).
     """
     store = make_storage(storage)
     try:
-        study = optuna.load_study(study_name=study_name, storage=store)
+        return optuna.load_study(study_name=study_name, storage=store)
     except KeyError:
         names = sorted(s.study_name for s in optuna.get_all_study_summaries(store))
         raise SweepSpecError(
             f"unknown study {study_name!r}; stored studies: {', '.join(names) or 'none'}"
         ) from None
+
+
+def _limits_text(limits: Mapping[str, LimitSpec]) -> str:
+    parts = []
+    for name, limit in limits.items():
+        if limit.max is not None:
+            parts.append(f"{name} <= {limit.max:,.6g}")
+        if limit.min is not None:
+            parts.append(f"{name} >= {limit.min:,.6g}")
+    return " and ".join(parts)
+
+
+def choose_trial(
+    study: optuna.Study,
+    trial: int | None = None,
+    limits: Mapping[str, LimitSpec] | None = None,
+) -> optuna.trial.FrozenTrial:
+    """The trial ``best``/``--export`` stands for: trial number ``trial`` (must be COMPLETE),
+    else the best feasible trial within ``limits`` (:func:`~cifar_hpo.sweep.ranking.rule_pick`),
+    else the champion (:func:`~cifar_hpo.sweep.ranking.best_trial`).
+
+    Raises:
+        SweepSpecError: no such completed trial, no trial within the limits, or no completed
+            trial at all (one line saying which and what exists).
+    """
+    name = study.study_name
+    if trial is not None:
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+        if not found or found[0].state != TrialState.COMPLETE:
+            state = found[0].state.name if found else "not in the study"
+            done = [t.number for t in ranked_trials(study)][:10]
+            raise SweepSpecError(
+                f"--trial {trial}: {state}; completed trials of {name!r} (best first): "
+                f"{', '.join(map(str, done)) or 'none'}"
+            )
+        return found[0]
+    if limits:
+        pick = rule_pick(study, limits)
+        if pick is None:
+            raise SweepSpecError(
+                f"no completed feasible trial of {name!r} with {_limits_text(limits)}"
+            )
+        return pick
     best = best_trial(study)
     if best is None:
         n = len(study.get_trials(deepcopy=False))
-        raise SweepSpecError(
-            f"study {study_name!r} has no completed trial yet ({n} trials in other states); "
-            f"run: cifar-hpo sweep --study {study_name} --trials N"
+        done = len(ranked_trials(study))
+        what = (
+            f"no feasible trial: its {done} completed trials all violate a constraint"
+            if done
+            else f"no completed trial yet ({n} trials in other states)"
         )
+        raise SweepSpecError(
+            f"study {name!r} has {what}; run: cifar-hpo sweep --study {name} --trials N"
+        )
+    return best
+
+
+def find_best(
+    study_name: str,
+    storage: str | None = None,
+    *,
+    trial: int | None = None,
+    limits: Mapping[str, LimitSpec] | None = None,
+) -> BestTrial:
+    """The study's champion trial (or the one :func:`choose_trial` picks with ``trial`` or
+    ``limits``); when the study refit that trial's configuration at full fidelity, its run,
+    model and test accuracy are the refit's.
+
+    Raises:
+        SweepSpecError: unknown study (lists stored ones), or no trial to choose (see
+            :func:`choose_trial`).
+    """
+    study = load_existing_study(study_name, storage)
+    best = choose_trial(study, trial, limits)
     champion = study.user_attrs.get(CHAMPION_ATTR) or {}
     refit = study.user_attrs.get(REFIT_ATTR) or {}
     refit = refit if refit.get("trial") == best.number and refit.get("model_id") else None
     return BestTrial(
         study=study_name,
         number=best.number,
-        value=float(best.value),
+        value=primary_value(best),
         params=dict(best.params),
         run_id=refit["run_id"] if refit else best.user_attrs.get(RUN_ID_ATTR),
         model_id=refit["model_id"] if refit else best.user_attrs.get(MODEL_ID_ATTR),

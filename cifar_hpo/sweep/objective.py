@@ -1,4 +1,4 @@
-"""The Optuna objective: sample -> config -> train -> validation value.
+"""The Optuna objective: sample -> config -> train -> objective value(s).
 
 Tracking and pruning plug in as training callbacks, so the same objective serves ``cifar-hpo
 sweep`` (MLflow runs, checkpoints, the registry) and the benchmarks (``bench/pruning.py``,
@@ -9,6 +9,22 @@ used as trial user attributes: ``images_seen``, ``epochs_run``, ``seconds`` and 
 multiply-accumulates per image of the trial's model). A completed trial that ranks among the
 study's ``top_k_models`` logs its model; which models stay and which one is the registry's
 ``champion`` is decided after the trial is told (:mod:`cifar_hpo.sweep.champion`).
+
+Objectives and constraints (spec ``objective`` / ``constraints``) are named measures
+(:mod:`cifar_hpo.sweep.spec`): validation metrics, ``params``, ``macs``, ``latency_ms``,
+``train_seconds``, ``train_flops`` and ``time_to_acc@X``. Every measured one is recorded in the
+trial's ``measures`` user attribute. Constraints go to Optuna through ``trial.set_constraint``;
+those known from the config alone (params, MACs) are checked before training, and a trial that
+violates one ends COMPLETE at once, untrained (no epochs in its history, tag
+``cifar_hpo.infeasible`` on its run), with the values of an untrained model: accuracy-like
+metrics 0, ``val_loss`` ln(classes), training seconds and FLOPs 0, ``time_to_acc@X`` infinite
+(it never gets there), latency measured on the untrained network (it depends only on the
+architecture).
+
+``time_to_acc@X``: the training seconds (``epoch_seconds`` summed, validation included) until
+the validation accuracy first reaches X; a trial that never reaches it reports twice its total
+training seconds (as if it would need as long again; it ranks behind any trial that reached X in
+the time it spent), and an untrained one infinity.
 """
 
 from __future__ import annotations
@@ -21,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 from rich.progress import Progress
 
 from cifar_hpo.callbacks import Callback, Checkpointing
@@ -30,8 +45,17 @@ from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
 from cifar_hpo.engine import Result, TrainState, make_splits, train
 from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
+from cifar_hpo.latency import measure_latency_ms
 from cifar_hpo.models import count_macs, create_model
-from cifar_hpo.sweep.spec import SweepSpec, suggest
+from cifar_hpo.sweep.ranking import MEASURES_ATTR, rank_key, ranked_trials, rule_holds
+from cifar_hpo.sweep.spec import (
+    CONFIG_MEASURES,
+    TIME_TO_ACC,
+    VALIDATION_METRICS,
+    LimitSpec,
+    SweepSpec,
+    suggest,
+)
 from cifar_hpo.sweep.storage import (
     FAIL_REASON_ATTR,
     MODEL_ID_ATTR,
@@ -44,6 +68,46 @@ from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, track
 
 #: objective metric name -> key of :class:`~cifar_hpo.metrics.EvalReport` metrics
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
+#: user attribute of a trial ended before training by a config-only constraint
+INFEASIBLE_ATTR = "infeasible"
+
+
+def time_to_accuracy(history: list[dict[str, Any]], target: float) -> float:
+    """Training seconds (``epoch_seconds`` summed, validation included) until ``val_acc``
+    first reaches ``target`` (a fraction); twice the total when it never does, infinity for
+    an empty history (see the module docstring for the rule)."""
+    elapsed = 0.0
+    for record in history:
+        elapsed += float(record.get("epoch_seconds") or 0.0)
+        acc = record.get("val_acc")
+        if acc is not None and acc >= target:
+            return elapsed
+    return 2.0 * elapsed if history else math.inf
+
+
+def untrained_measures(num_classes: int) -> dict[str, float]:
+    """The measures of a trial that trained nothing (see the module docstring)."""
+    return {
+        "val_acc": 0.0,
+        "val_f1_macro": 0.0,
+        "val_top5": 0.0,
+        "val_loss": math.log(num_classes),
+        "train_seconds": 0.0,
+        "train_flops": 0.0,
+    }
+
+
+def trained_measures(result: Result, macs: int) -> dict[str, float]:
+    """Validation metrics, training seconds and training FLOPs (MACs x 2 x 3 per training
+    image) of a finished run."""
+    values = {
+        name: float(result.val.metrics[key])
+        for name, key in METRIC_KEYS.items()
+        if result.val is not None
+    }
+    values["train_seconds"] = float(sum(r.get("epoch_seconds") or 0.0 for r in result.history))
+    values["train_flops"] = float(result.images_seen) * macs * 6
+    return values
 
 
 class PruningCallback(Callback):
@@ -88,18 +152,20 @@ class ComputeMeter(Callback):
         self.images, self.epochs = state.images_seen, int(record["epoch"])
 
 
-class MacsCache:
-    """Forward MACs per image (:func:`cifar_hpo.models.count_macs`) per model config."""
+class ModelSizes:
+    """(parameters, forward MACs per image) per model config, computed once each
+    (:func:`cifar_hpo.models.count_macs`)."""
 
     def __init__(self) -> None:
-        self._macs: dict[str, int] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}
 
-    def __call__(self, config: TrainConfig, num_classes: int) -> int:
+    def __call__(self, config: TrainConfig, num_classes: int) -> tuple[int, int]:
         key = json.dumps([config.model.name, config.model.hparams, num_classes], sort_keys=True)
-        if key not in self._macs:
+        if key not in self._sizes:
             model = create_model(config.model.name, num_classes, **config.model.hparams)
-            self._macs[key] = count_macs(model)
-        return self._macs[key]
+            params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            self._sizes[key] = (params, count_macs(model))
+        return self._sizes[key]
 
 
 class Objective:
@@ -119,7 +185,8 @@ class Objective:
         evaluate_test: score the test split after a completed trial (never used for
             selection; off in the benchmarks).
 
-    Calling it with an ``optuna.Trial`` returns the trial's validation value (a float).
+    Calling it with an ``optuna.Trial`` returns the trial's objective value (a float), or
+    one value per objective (a list) for a multi-objective spec.
 
     Raises:
         optuna.TrialPruned: the pruner stopped the trial (its run is ended KILLED).
@@ -152,16 +219,22 @@ class Objective:
             self.base = with_overrides(self.base, overrides)
         self.checkpoints = checkpoints
         self.evaluate_test = evaluate_test
-        self.metric = spec.objective.metric
-        self.maximize = spec.objective.direction == "maximize"
-        self.macs = MacsCache()
+        self.metric = spec.primary.metric
+        self.maximize = spec.primary.direction == "maximize"
+        # Optuna prunes one validation metric per epoch; several objectives cannot be pruned
+        self.prunes = not spec.is_multi_objective and self.metric in VALIDATION_METRICS
+        names = {*spec.metric_names, *spec.constraints}
+        for limits in spec.rules.values():
+            names.update(limits)
+        self.wants_latency = "latency_ms" in names
+        self.sizes = ModelSizes()
         self.numbers: list[int] = []  # trials this process ran (other workers add theirs)
 
     def config_for(self, trial: optuna.Trial) -> TrainConfig:
         """The trial's config: the base config plus its sampled parameters."""
         return with_overrides(self.base, suggest(trial, self.spec))
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             return self._run(trial)
         except optuna.TrialPruned:
@@ -175,25 +248,31 @@ class Objective:
                 trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {first_line(err)}")
             raise
 
-    def _run(self, trial: optuna.Trial) -> float:
+    def _run(self, trial: optuna.Trial) -> float | list[float]:
         # first, so a worker that dies from here on leaves a trial others can recognize
         self.numbers.append(trial.number)
         trial.set_user_attr(WORKER_ATTR, {**worker_identity(), "trial": trial.number})
         config = self.config_for(trial)
-        macs = self.macs(config, self.data.num_classes)
+        params, macs = self.sizes(config, self.data.num_classes)
         trial.set_user_attr("macs", macs)
+        measures: dict[str, float] = {"params": float(params), "macs": float(macs)}
         run = self.tracker.start_trial(
             self.study_name, self.parent_run_id, trial.number, config, macs=macs
         )
         if run.run_id:
             trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        broken = self._set_constraints(trial, measures, CONFIG_MEASURES)
+        if broken:
+            return self._end_untrained(trial, run, config, measures, broken)
         splits = make_splits(config, self.data)
         run.log_dataset(self.data, len(splits.train_idx), len(splits.val_idx))
         resume, origin = self._resume_state(trial, config)
         checkpoint = trial_checkpoint_path(self.study_name, trial.number)
         meter = ComputeMeter()
         # the run logs an epoch before the pruner may stop the trial at it
-        callbacks: list[Callback] = [meter, run, PruningCallback(trial, self.metric)]
+        callbacks: list[Callback] = [meter, run]
+        if self.prunes:
+            callbacks.append(PruningCallback(trial, self.metric))
         if self.checkpoints:
             callbacks.insert(0, Checkpointing(checkpoint))
         bar = None
@@ -231,7 +310,7 @@ class Objective:
             if result is None:  # ended during training: recorded above
                 _drop_checkpoints(checkpoint, origin)
         try:
-            return self._complete(trial, run, result)
+            return self._complete(trial, run, result, measures)
         finally:
             # removed only once the trial is recorded: a worker killed before this point (no
             # finally runs) leaves its checkpoint for the retry
@@ -256,7 +335,9 @@ class Objective:
         trial.set_user_attr("resumed_from", {"trial": int(original), "epoch": int(state["epoch"])})
         return state, path
 
-    def _complete(self, trial: optuna.Trial, run: TrialRun, result: Result) -> float:
+    def _complete(
+        self, trial: optuna.Trial, run: TrialRun, result: Result, measures: dict[str, float]
+    ) -> float | list[float]:
         try:
             run.log_result(result)
             if result.status == "diverged" or result.val is None:
@@ -264,16 +345,22 @@ class Objective:
                 trial.set_user_attr(FAIL_REASON_ATTR, reason)
                 run.end(RunOutcome.FAILED, reason)
                 raise TrialFailed(reason)
-            value = float(result.val.metrics[METRIC_KEYS[self.metric]])
+            measures.update(trained_measures(result, int(measures["macs"])))
+            if self.wants_latency:
+                measures["latency_ms"] = _latency_ms(result.model)
+            values = self._values(measures, result.history)
+            trial.set_user_attr(MEASURES_ATTR, measures)
+            after = tuple(n for n in self.spec.constraints if n not in CONFIG_MEASURES)
+            self._set_constraints(trial, measures, after)
             if result.test is not None:
                 trial.set_user_attr("test_acc", result.test.metrics["acc"])
                 trial.set_user_attr("test_f1_macro", result.test.metrics["f1_macro"])
-            if self._rank(trial, value) < max(1, self.spec.top_k_models):
+            if self._keeps_model(trial, values, measures):
                 model_id = run.log_model(result, self.data.mean, self.data.std)
                 if model_id:
                     trial.set_user_attr(MODEL_ID_ATTR, model_id)
             run.end(RunOutcome.COMPLETE)
-            return value
+            return values if self.spec.is_multi_objective else values[0]
         except TrialFailed:
             raise
         except BaseException as err:
@@ -282,11 +369,96 @@ class Objective:
             run.end(RunOutcome.FAILED, reason)
             raise
 
-    def _rank(self, trial: optuna.Trial, value: float) -> int:
-        """How many COMPLETE trials of the study are better than ``value`` (0 = a new best)."""
-        done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        values = [t.value for t in done if t.value is not None]
-        return sum(v > value if self.maximize else v < value for v in values)
+    def _values(self, measures: dict[str, float], history: list[dict[str, Any]]) -> list[float]:
+        """One value per objective, from the trial's measures (``time_to_acc@X`` also
+        recorded in ``measures``)."""
+        values = []
+        for name in self.spec.metric_names:
+            if name.startswith(TIME_TO_ACC):
+                target = float(name.removeprefix(TIME_TO_ACC))
+                measures[name] = time_to_accuracy(history, target)
+            values.append(float(measures[name]))
+        return values
+
+    def _set_constraints(
+        self, trial: optuna.Trial, measures: dict[str, float], names: tuple[str, ...]
+    ) -> list[str]:
+        """``trial.set_constraint`` for the spec's constraints among ``names`` that are
+        measured; returns the violated ones as text (``params 250,000 > max 200,000``)."""
+        broken = []
+        for name, limit in self.spec.constraints.items():
+            if name not in names or name not in measures:
+                continue
+            value = measures[name]
+            trial.set_constraint(name, limit.violation(value))
+            if not limit.holds(value):
+                broken.append(f"{name} {value:,.6g} outside {_limit_text(limit)}")
+        return broken
+
+    def _end_untrained(
+        self,
+        trial: optuna.Trial,
+        run: TrialRun,
+        config: TrainConfig,
+        measures: dict[str, float],
+        broken: list[str],
+    ) -> float | list[float]:
+        """A trial whose config violates a constraint: COMPLETE, infeasible, never trained."""
+        reason = "; ".join(broken)
+        with run.ends_on_error():
+            measures.update(untrained_measures(self.data.num_classes))
+            if self.wants_latency:
+                model = create_model(
+                    config.model.name, self.data.num_classes, **config.model.hparams
+                )
+                measures["latency_ms"] = _latency_ms(model)
+            values = self._values(measures, [])
+            trial.set_user_attr(MEASURES_ATTR, measures)
+            trial.set_user_attr(INFEASIBLE_ATTR, reason)
+            trial.set_user_attr("epochs_run", 0)
+            trial.set_user_attr("images_seen", 0)
+            run.set_tags({"cifar_hpo.infeasible": reason})
+        run.end(RunOutcome.COMPLETE, f"not trained: {reason}")
+        return values if self.spec.is_multi_objective else values[0]
+
+    def _keeps_model(
+        self, trial: optuna.Trial, values: list[float], measures: dict[str, float]
+    ) -> bool:
+        """Whether this trial's model is worth logging: it ranks among the study's
+        ``top_k_models`` (:func:`~cifar_hpo.sweep.ranking.ranked_trials` order), or is the best
+        so far within one of the spec's ``rules`` (which models stay is decided again once the
+        trial is recorded)."""
+        if not all(
+            limit.holds(measures.get(name)) for name, limit in self.spec.constraints.items()
+        ):
+            return False
+        study = trial.study
+        mine = rank_key(study, values, trial.number)
+        others = [t for t in ranked_trials(study, feasible_only=True) if t.number != trial.number]
+        better = [t for t in others if rank_key(study, t.values, t.number) < mine]
+        if len(better) < max(1, self.spec.top_k_models):
+            return True
+        for limits in self.spec.rules.values():
+            within = all(limit.holds(measures.get(name)) for name, limit in limits.items())
+            if within and not any(rule_holds(study, t, limits) for t in better):
+                return True  # the best so far within this rule
+        return False
+
+
+def _latency_ms(model) -> float:
+    """Batch-1 CPU latency of ``model`` (a copy on the CPU; the trained one stays put)."""
+    import copy
+
+    return float(measure_latency_ms(copy.deepcopy(model).cpu().eval()))
+
+
+def _limit_text(limit: LimitSpec) -> str:
+    parts = []
+    if limit.min is not None:
+        parts.append(f"min {limit.min:,.6g}")
+    if limit.max is not None:
+        parts.append(f"max {limit.max:,.6g}")
+    return " and ".join(parts)
 
 
 def _drop_checkpoints(*paths: Path | None) -> None:

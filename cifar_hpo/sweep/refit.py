@@ -19,7 +19,7 @@ import optuna
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
 from cifar_hpo.engine import make_splits, train
-from cifar_hpo.sweep.report import best_trial
+from cifar_hpo.sweep.ranking import best_trial, primary_value
 from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
 
 #: study user attribute: {"trial", "run_id", "model_id", "epochs", "val_acc", "test_acc",
@@ -90,7 +90,7 @@ def refit_best(
             run.end(RunOutcome.FAILED, result.message)
             return None
         model_id = run.log_model(result, data.mean, data.std)
-        run.log_metrics({"search_value": float(best.value)}, step=len(result.history))
+        run.log_metrics({"search_value": primary_value(best)}, step=len(result.history))
     run.end(RunOutcome.COMPLETE)
     refit = RefitResult(
         trial=best.number,
@@ -99,7 +99,7 @@ def refit_best(
         epochs=float(epochs),
         val_acc=result.val.metrics["acc"] if result.val else None,
         test_acc=result.test.metrics["acc"] if result.test else None,
-        search_value=float(best.value),
+        search_value=primary_value(best),
         seconds=result.seconds,
     )
     study.set_user_attr(REFIT_ATTR, refit.as_attr())

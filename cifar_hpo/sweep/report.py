@@ -13,6 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
+from cifar_hpo.sweep.ranking import (  # noqa: E402
+    best_trial,
+    front_rows,
+    objective_names,
+    primary_value,
+)
+
+__all__ = ["best_trial", "state_counts", "study_plots", "study_summary"]
+
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
     """Number of trials per state name (COMPLETE, PRUNED, FAIL, RUNNING, WAITING)."""
@@ -31,20 +40,20 @@ def state_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
-    """The best COMPLETE trial, or None when there is none."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return study.best_trial if done else None
-
-
 def study_summary(study: optuna.Study) -> dict[str, Any]:
     """Counts per state, best value/params/trial and the study's user attributes."""
     best = best_trial(study)
+    multi = len(study.directions) > 1
     return {
         "study": study.study_name,
-        "direction": study.direction.name,
+        "direction": study.directions[0].name,
+        "objectives": {
+            n: d.name for n, d in zip(objective_names(study), study.directions, strict=True)
+        },
         "counts": state_counts(study),
-        "best_value": best.value if best else None,
+        "best_value": primary_value(best) if best else None,
+        "best_values": list(best.values) if best else None,
+        "pareto_front": front_rows(study) if multi else None,
         "best_trial": best.number if best else None,
         "best_params": best.params if best else None,
         "best_user_attrs": best.user_attrs if best else None,
@@ -53,17 +62,28 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
 
 
 def study_plots(study: optuna.Study, folder: str | Path) -> list[Path]:
-    """Optimization history, parameter importances, parallel coordinates and intermediate
-    values as PNG files. Plots that need more completed trials than exist are skipped."""
+    """Optuna's plots as PNG files: optimization history, parameter importances (Optuna's
+    default evaluator, PED-ANOVA), parallel coordinates, intermediate values and, for several
+    objectives, the Pareto front (feasible and infeasible trials told apart). History,
+    importances and coordinates show the first objective of a multi-objective study. Plots that
+    need more completed trials than exist are skipped."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vis = optuna.visualization.matplotlib
+    names = objective_names(study)
+    first: dict[str, Any] = {}
+    if len(study.directions) > 1:
+        first = {"target": lambda t: t.values[0], "target_name": names[0]}
     makers = {
-        "optimization_history": vis.plot_optimization_history,
-        "param_importances": vis.plot_param_importances,
-        "parallel_coordinate": vis.plot_parallel_coordinate,
+        "optimization_history": lambda s: vis.plot_optimization_history(s, **first),
+        "param_importances": lambda s: vis.plot_param_importances(s, **first),
+        "parallel_coordinate": lambda s: vis.plot_parallel_coordinate(s, **first),
         "intermediate_values": vis.plot_intermediate_values,
     }
+    if len(study.directions) in (2, 3):
+        makers["pareto_front"] = lambda s: vis.plot_pareto_front(
+            s, target_names=names, include_dominated_trials=True
+        )
     written = []
     for name, make in makers.items():
         try:

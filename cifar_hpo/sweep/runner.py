@@ -45,7 +45,12 @@ from cifar_hpo.sweep.budget import (
     budget_clock,
     format_minutes,
 )
-from cifar_hpo.sweep.champion import ChampionKeeper, keep_top_models, reconcile_champion
+from cifar_hpo.sweep.champion import (
+    ChampionKeeper,
+    keep_top_models,
+    reconcile_champion,
+    reconcile_rule_aliases,
+)
 from cifar_hpo.sweep.objective import Objective
 from cifar_hpo.sweep.plan import (
     EVAL_SPEEDUP,
@@ -54,6 +59,7 @@ from cifar_hpo.sweep.plan import (
     epoch_seconds,
     plan_sweep,
 )
+from cifar_hpo.sweep.ranking import primary_value
 from cifar_hpo.sweep.refit import refit_best
 from cifar_hpo.sweep.report import best_trial, state_counts, study_plots, study_summary
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
@@ -151,19 +157,24 @@ def open_study(
         storage=store,
         sampler=sampler,
         pruner=build_pruner(spec),
-        direction=spec.objective.direction,
+        directions=spec.directions,
         load_if_exists=True,
     )
-    if study.direction.name.lower() != spec.objective.direction:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != spec.directions or (
+        study.metric_names and study.metric_names != spec.metric_names
+    ):
+        names = study.metric_names or ["?"] * len(stored)
+        had = ", ".join(f"{d} {n}" for d, n in zip(stored, names, strict=True))
         raise SweepSpecError(
-            f"study {study_name!r} exists with direction {study.direction.name.lower()}, "
-            f"but the spec says {spec.objective.direction}"
+            f"study {study_name!r} exists with objectives [{had}], but the spec says "
+            f"[{objective_text(spec)}]; use a new study name"
         )
     check_search_space(study, spec, allow_space_change)
-    if study.metric_names != [spec.objective.metric]:
+    if study.metric_names != spec.metric_names:
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2, stable in use
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([spec.objective.metric])  # dashboards show "val_acc"
+            study.set_metric_names(spec.metric_names)  # dashboards show "val_acc"
     if n_existing == 0:
         for params in spec.enqueue:
             study.enqueue_trial(params, skip_if_exists=True)
@@ -206,11 +217,25 @@ class PreparedSweep:
     parent_run_id: str
 
 
+def objective_text(spec: SweepSpec) -> str:
+    """``maximize val_acc, minimize params``."""
+    return ", ".join(f"{o.direction} {o.metric}" for o in spec.objective)
+
+
 def spec_summary(study_name: str, spec: SweepSpec) -> dict[str, Any]:
-    """The parent run's params: objective, sampler, pruner, budget and the searched names."""
+    """The parent run's params: objectives, constraints, rules, sampler, pruner, budget and the
+    searched names."""
+    extra: dict[str, Any] = {}
+    if spec.constraints:
+        extra["constraints"] = json.dumps(
+            {k: v.model_dump(exclude_none=True) for k, v in spec.constraints.items()}
+        )
+    if spec.rules:
+        extra["rules"] = ", ".join(spec.rules)
     return {
+        **extra,
         "study": study_name,
-        "objective": f"{spec.objective.direction} {spec.objective.metric}",
+        "objective": objective_text(spec),
         "sampler": spec.sampler.name,
         "pruner": spec.pruner.name,
         "budget.epochs": spec.budget.epochs,
@@ -374,7 +399,7 @@ def run_sweep(
         overrides=trial_overrides,
     )
     warn = (lambda text: console.print(f"[yellow]{text}[/]")) if console is not None else None
-    keeper = ChampionKeeper(tracker, prep.spec.top_k_models, warn)
+    keeper = ChampionKeeper(tracker, prep.spec.top_k_models, warn, prep.spec.rules)
     callbacks += [keeper, _StopOnTrackingError()]
     if progress is not None:
         total = (
@@ -431,8 +456,9 @@ def finish_sweep(prep: PreparedSweep, status: str) -> None:
         # trials of other workers failed by the heartbeat meanwhile: close their runs too
         fail_stale_trials(study, prep.storage)
         reconcile_runs(study, tracker)
-        keep_top_models(study, tracker, prep.spec.top_k_models)
+        keep_top_models(study, tracker, prep.spec.top_k_models, prep.spec.rules)
         reconcile_champion(study, tracker)
+        reconcile_rule_aliases(study, tracker, prep.spec.rules)
     finally:
         finish_parent(study, tracker, prep.parent_run_id, status)
 
@@ -598,7 +624,7 @@ class _TrialLog:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         state = trial.state.name.lower()
         if trial.state == TrialState.COMPLETE:
-            state += f" {trial.value:.4f}"
+            state += " " + ", ".join(f"{v:.4g}" for v in trial.values)
         elif trial.state == TrialState.FAIL:
             state += f": {trial.user_attrs.get(FAIL_REASON_ATTR, 'see the MLflow run')}"
         if self.clock is not None:
@@ -624,7 +650,7 @@ class _TrialBar:
         best = best_trial(study)
         info = (
             f"complete {counts['COMPLETE']}  pruned {counts['PRUNED']}  failed {counts['FAIL']}"
-            + (f"  best {best.value:.4f} (trial {best.number})" if best else "")
+            + (f"  best {primary_value(best):.4f} (trial {best.number})" if best else "")
             + (f"  {self.clock.text()}" if self.clock is not None else "")
         )
         self.progress.update(self.task, completed=self.done, info=info)

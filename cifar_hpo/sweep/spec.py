@@ -100,26 +100,114 @@ class ParamSpec(_Strict):
         return [cast(self.low), cast(self.high)]
 
 
-class ObjectiveSpec(_Strict):
-    """What the study optimizes: a validation metric (test data never drives the search)."""
+#: validation metrics (the per-epoch values pruners see): name -> direction
+VALIDATION_METRICS = {
+    "val_acc": "maximize",
+    "val_loss": "minimize",
+    "val_f1_macro": "maximize",
+    "val_top5": "maximize",
+}
+#: measures of a trial besides validation metrics, all minimized: parameters, forward MACs per
+#: image, batch-1 CPU latency (ms, :func:`cifar_hpo.latency.measure_latency_ms`), training
+#: seconds (validation included), training FLOPs (MACs x 2 x 3 per training image)
+COST_MEASURES = ("params", "macs", "latency_ms", "train_seconds", "train_flops")
+#: measures known from the config alone: a constraint on them is checked before training
+CONFIG_MEASURES = ("params", "macs")
+TIME_TO_ACC = "time_to_acc@"
+ALLOWED_METRICS = (
+    f"{', '.join(VALIDATION_METRICS)}, {', '.join(COST_MEASURES)}, {TIME_TO_ACC}X (0 < X < 1)"
+)
 
-    metric: Literal["val_acc", "val_loss", "val_f1_macro", "val_top5"] = "val_acc"
+
+def metric_direction(name: str) -> str:
+    """``maximize`` or ``minimize`` for an objective metric name.
+
+    Raises:
+        ValueError: unknown name (lists the allowed ones).
+    """
+    if name in VALIDATION_METRICS:
+        return VALIDATION_METRICS[name]
+    if name in COST_MEASURES:
+        return "minimize"
+    if name.startswith(TIME_TO_ACC):
+        try:
+            target = float(name.removeprefix(TIME_TO_ACC))
+        except ValueError:
+            target = float("nan")
+        if 0.0 < target < 1.0:
+            return "minimize"
+        raise ValueError(f"{name!r}: the target accuracy X of {TIME_TO_ACC}X must be in (0, 1)")
+    raise ValueError(f"unknown metric {name!r}; allowed: {ALLOWED_METRICS}")
+
+
+class ObjectiveSpec(_Strict):
+    """One objective: a validation metric (test data never drives the search) or a cost.
+
+    ``direction`` defaults to the metric's own (accuracy-like metrics are maximized, loss and
+    costs minimized); giving the other one is an error.
+    """
+
+    metric: str = "val_acc"
     direction: Literal["maximize", "minimize"] = "maximize"
 
-    @model_validator(mode="after")
-    def _consistent(self) -> ObjectiveSpec:
-        wants_min = self.metric == "val_loss"
-        if wants_min != (self.direction == "minimize"):
+    @model_validator(mode="before")
+    @classmethod
+    def _direction(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        metric = values.get("metric", "val_acc")
+        wanted = metric_direction(str(metric))
+        given = values.get("direction")
+        if given is not None and given != wanted:
             raise ValueError(
-                f"objective {self.metric} must be {'minimized' if wants_min else 'maximized'}"
+                f"objective {metric} must be {'minimized' if wanted == 'minimize' else 'maximized'}"
             )
+        return {**values, "direction": wanted}
+
+
+class LimitSpec(_Strict):
+    """An upper and/or lower bound on a measure (constraint or export rule)."""
+
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> LimitSpec:
+        if self.max is None and self.min is None:
+            raise ValueError("a limit needs 'max' and/or 'min'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"empty limit: min={self.min} > max={self.max}")
         return self
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value (``trial.set_constraint``): how far ``value`` lies outside
+        the limit relative to the bound (> 0: violated), or how far inside it (<= 0)."""
+        gaps = []
+        if self.max is not None:
+            gaps.append((value - self.max) / max(abs(self.max), 1e-12))
+        if self.min is not None:
+            gaps.append((self.min - value) / max(abs(self.min), 1e-12))
+        return max(gaps)
+
+    def holds(self, value: float | None) -> bool:
+        """Whether ``value`` (None: not measured) is within the limit."""
+        return value is not None and self.violation(value) <= 0
+
+
+def _limits_keys(limits: dict[str, LimitSpec], what: str) -> dict[str, LimitSpec]:
+    for name in limits:
+        try:
+            metric_direction(name)
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+    return limits
 
 
 class SamplerSpec(_Strict):
-    """Optuna sampler: ``tpe`` (default), ``random``, ``grid``, ``cmaes``, ``gp`` or ``qmc``."""
+    """Optuna sampler: ``tpe`` (default), ``random``, ``grid``, ``cmaes``, ``gp``, ``qmc`` or
+    ``nsga2``. Several objectives: all but ``cmaes``."""
 
-    name: Literal["tpe", "random", "grid", "cmaes", "gp", "qmc"] = "tpe"
+    name: Literal["tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2"] = "tpe"
     seed: int | None = 0
     n_startup_trials: int = Field(10, ge=0)
 
@@ -163,7 +251,9 @@ class SweepSpec(_Strict):
     """A whole study definition; see the module docstring for the YAML layout."""
 
     description: str = ""
-    objective: ObjectiveSpec = ObjectiveSpec()
+    objective: list[ObjectiveSpec] = Field(default_factory=lambda: [ObjectiveSpec()])
+    constraints: dict[str, LimitSpec] = Field(default_factory=dict)
+    rules: dict[str, dict[str, LimitSpec]] = Field(default_factory=dict)
     base: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     sampler: SamplerSpec = SamplerSpec()
@@ -171,6 +261,71 @@ class SweepSpec(_Strict):
     budget: BudgetSpec = BudgetSpec()
     top_k_models: int = Field(3, ge=0)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _listify_objective(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @field_validator("constraints")
+    @classmethod
+    def _known_constraints(cls, value: dict[str, LimitSpec]) -> dict[str, LimitSpec]:
+        return _limits_keys(value, "constraint")
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, dict[str, LimitSpec]]) -> dict[str, dict]:
+        for alias, limits in value.items():
+            if not alias or not all(ch.isalnum() or ch in "-_" for ch in alias):
+                raise ValueError(f"rule name {alias!r}: letters, digits, '-' and '_' only")
+            if alias == "champion":
+                raise ValueError("rule name 'champion' is taken by the study's best trial")
+            if not limits:
+                raise ValueError(f"rule {alias!r} needs at least one limit")
+            _limits_keys(limits, f"rule {alias}")
+        return value
+
+    @model_validator(mode="after")
+    def _objectives(self) -> SweepSpec:
+        names = [o.metric for o in self.objective]
+        if not names:
+            raise ValueError("objective: give at least one metric")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective: a metric is listed twice: {names}")
+        if len(names) > 1:
+            if self.sampler.name == "cmaes":
+                raise ValueError(
+                    "sampler cmaes optimizes one objective; for several use tpe, nsga2, gp, "
+                    "random, qmc or grid"
+                )
+            if self.pruner.name != "none":
+                raise ValueError(
+                    f"pruner {self.pruner.name} needs a single objective (Optuna cannot prune "
+                    "multi-objective trials); use pruner: {name: none}"
+                )
+        elif names[0] not in VALIDATION_METRICS and self.pruner.name != "none":
+            raise ValueError(
+                f"pruner {self.pruner.name} needs a per-epoch validation metric as the objective "
+                f"({', '.join(VALIDATION_METRICS)}), not {names[0]}; use pruner: {{name: none}}"
+            )
+        return self
+
+    @property
+    def primary(self) -> ObjectiveSpec:
+        """The first objective: it ranks trials for the ``champion`` alias and the refit."""
+        return self.objective[0]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objective) > 1
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [o.metric for o in self.objective]
+
+    @property
+    def directions(self) -> list[str]:
+        return [str(o.direction) for o in self.objective]
 
     def base_config(self) -> TrainConfig:
         """The base config with the budget applied (epochs, ``data.train_fraction``)."""
@@ -298,7 +453,9 @@ def suggest(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:
 
 
 def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    """The Optuna sampler the spec names (TPE is multivariate with conditional groups)."""
+    """The Optuna sampler the spec names (TPE is multivariate with conditional groups; with
+    several objectives it is Optuna's multi-objective TPE). Constraints reach every sampler
+    through ``trial.set_constraint``."""
     s = spec.sampler
     if s.name == "tpe":
         return optuna.samplers.TPESampler(
@@ -319,6 +476,8 @@ def build_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
     if s.name == "gp":
         return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=s.seed)
     return optuna.samplers.QMCSampler(seed=s.seed)
 
 
