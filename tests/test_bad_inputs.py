@@ -189,7 +189,7 @@ CATALOGUE = [
     (
         "unknown key",
         _sweep("unknown_key"),
-        ["unknown key 'trails'", "allowed: description, objective, constraints, rules, base, space"],
+        ["unknown key 'trails'", "allowed: description, objective, constraints, rules, base"],
         {},
     ),
     (
