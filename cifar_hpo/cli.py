@@ -621,6 +621,122 @@ def _front_table(study: str, rows: list[dict]) -> Table:
     return table
 
 
+@app.command("compare")
+@friendly_errors
+def compare_cmd(
+    champion: Annotated[
+        str, typer.Argument(help="Reference: run id, trial number or alias (e.g. champion).")
+    ],
+    challenger: Annotated[str, typer.Argument(help="Challenger: run id, trial number or alias.")],
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study of trial numbers and aliases (registered cifar-hpo-<study>)."),
+    ] = None,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+    top: Annotated[int, typer.Option(min=0, help="Disagreeing images in the grid.")] = 16,
+    device: Annotated[str, typer.Option(help="Device for the predictions.")] = "auto",
+    latency_repeats: Annotated[
+        int, typer.Option(min=0, help="Timed batch-1 CPU calls per model (0: no latency).")
+    ] = 50,
+    log: Annotated[
+        bool, typer.Option(help="Log compare/<champion>/ artifacts to the challenger's run.")
+    ] = True,
+) -> None:
+    """Champion vs challenger: per-class P/R/F1 deltas, confusion difference, disagreements,
+    params/MACs/latency; logged to the challenger's run under compare/<champion>/."""
+    from cifar_hpo.sweep.compare import compare_runs
+
+    with console.status("comparing ..."):
+        cmp = compare_runs(
+            champion,
+            challenger,
+            study=study,
+            storage=storage,
+            data_dir=data_dir,
+            top_n=top,
+            device=device,
+            latency_repeats=latency_repeats,
+            log=log,
+        )
+    console.print(f"champion:   {escape(cmp.champion.title)}")
+    console.print(f"challenger: {escape(cmp.challenger.title)}")
+    _print_class_deltas(cmp)
+    _print_costs(cmp)
+    if cmp.disagreements is not None:
+        d = cmp.disagreements
+        console.print(
+            f"disagree on {d.total} of {d.images} {cmp.split} images: challenger right "
+            f"{d.challenger_right}, champion right {d.champion_right}, both wrong {d.both_wrong}"
+        )
+    if cmp.changes:
+        console.print(
+            "largest confusion changes: "
+            + ", ".join(f"{c['true']}->{c['predicted']} {c['change']:+d}" for c in cmp.changes)
+        )
+    for note in cmp.notes:
+        console.print(f"note: {escape(note)}")
+    if cmp.artifact_dir:
+        console.print(f"logged to run {cmp.challenger.run_id}: {cmp.artifact_dir}/")
+
+
+def _delta(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    color = "green" if value > 0 else "red" if value < 0 else "dim"
+    return f"[{color}]{value:+.{digits}f}[/]"
+
+
+def _print_class_deltas(cmp) -> None:
+    table = Table(title=f"per class, {cmp.split} split: challenger - champion")
+    table.add_column("class")
+    table.add_column("support", justify="right")
+    for key in ("precision", "recall"):
+        table.add_column(f"\u0394 {key}", justify="right")
+    table.add_column("F1 champion", justify="right")
+    table.add_column("F1 challenger", justify="right")
+    table.add_column("\u0394 F1", justify="right")
+    rows = [*cmp.per_class, {"name": "macro avg", "support": None, **cmp.macro}]
+    for i, row in enumerate(rows):
+        table.add_row(
+            escape(row["name"]),
+            str(row["support"]) if row["support"] is not None else "",
+            _delta(row["delta"]["precision"]),
+            _delta(row["delta"]["recall"]),
+            f"{row['champion']['f1']:.4f}",
+            f"{row['challenger']['f1']:.4f}",
+            _delta(row["delta"]["f1"]),
+            end_section=i == len(rows) - 2,
+        )
+    console.print(table)
+
+
+def _print_costs(cmp) -> None:
+    table = Table(title="side by side")
+    for col in ("", "champion", "challenger", "\u0394"):
+        table.add_column(col, justify="left" if not col else "right")
+    acc = cmp.accuracy
+    table.add_row(
+        f"{cmp.split} acc",
+        *(f"{acc[s]:.4f}" if acc[s] is not None else "-" for s in ("champion", "challenger")),
+        _delta(acc["delta"]),
+    )
+    a, b = cmp.cost["champion"], cmp.cost["challenger"]
+    for key, label, fmt in (
+        ("params", "params", "{:,.0f}"),
+        ("macs", "MACs/image", "{:,.0f}"),
+        ("tta", "TTA level", "{:.0f}"),
+        ("latency_ms", "latency ms (batch 1, CPU, 1 thread)", "{:.3f}"),
+    ):
+        va, vb = a.get(key), b.get(key)
+        cells = [fmt.format(v) if v is not None else "-" for v in (va, vb)]
+        diff = "-"
+        if va is not None and vb is not None and key != "tta":
+            diff = f"{(vb - va) / va:+.1%}" if va else "-"
+        table.add_row(label, *cells, diff)
+    console.print(table)
+
+
 @app.command("predict")
 @friendly_errors
 def predict_cmd(

@@ -1,11 +1,5 @@
-"""Batch-1 CPU inference latency of a model, measured with one fixed protocol.
-
-Protocol (so that figures from one machine compare): the model in eval mode on the CPU, one
-image of zeros (1, 3, 32, 32) in float32, ``torch.inference_mode``, one intra-op thread
-(``torch.set_num_threads(1)``, restored afterwards), ``warmup`` untimed calls, then the median of
-``repeats`` timed calls (``time.perf_counter``), in milliseconds. The weights do not matter, only
-the architecture: an untrained network measures the same.
-"""
+"""Batch-1 CPU latency of a model, measured with one fixed protocol so that numbers compare
+across runs, commands and objectives (``cifar-hpo compare``, multi-objective studies)."""
 
 from __future__ import annotations
 
@@ -15,6 +9,7 @@ import time
 import torch
 from torch import nn
 
+#: defaults of :func:`measure_latency_ms`: untimed calls first, then timed ones
 WARMUP = 10
 REPEATS = 50
 
@@ -25,34 +20,57 @@ def measure_latency_ms(
     warmup: int = WARMUP,
     repeats: int = REPEATS,
 ) -> float:
-    """Median batch-1 CPU forward time of ``model`` in milliseconds (see the module protocol).
+    """Median wall time of one forward pass on one image, on the CPU with one thread.
+
+    Protocol:
+
+    1. the CPU (a model on another device is timed on a CPU copy), eval mode,
+       ``torch.inference_mode``, ``torch.set_num_threads(1)`` (restored afterwards, as is every
+       submodule's train/eval flag);
+    2. one fixed input image ``(1, *image_shape)`` of uniform [0, 1) values, seeded, in the dtype
+       of the model's first floating-point parameter (float32 for ours);
+    3. ``warmup`` untimed calls, then ``repeats`` calls timed one by one with
+       ``time.perf_counter``; the median of those is returned.
+
+    One thread and the median make the number depend little on what the other cores are doing.
 
     Args:
-        model: a classifier taking (1, C, H, W) float32; must be on the CPU.
+        model: maps float32 (B, C, H, W) to anything (logits (B, num_classes) for ours).
         image_shape: (C, H, W) of one input image.
-        warmup: untimed calls first (>= 0).
-        repeats: timed calls (>= 1); the median is returned.
+        warmup: untimed calls before timing, >= 0.
+        repeats: timed calls, >= 1.
+
+    Returns:
+        The median latency in milliseconds (positive, finite).
 
     Raises:
-        ValueError: ``repeats`` < 1 or ``warmup`` < 0.
+        ValueError: ``warmup`` < 0 or ``repeats`` < 1.
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"latency needs repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    if warmup < 0 or repeats < 1:
+        raise ValueError(f"latency needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+    first = next(model.parameters(), None)
+    if first is not None and first.device.type != "cpu":
+        import copy
+
+        model = copy.deepcopy(model).cpu()
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((1, *image_shape), generator=generator).to(dtype)
+    modes = {m: m.training for m in model.modules()}
     threads = torch.get_num_threads()
-    was_training = model.training
-    x = torch.zeros(1, *image_shape)
-    model.eval()
-    torch.set_num_threads(1)
+    times = []
     try:
+        torch.set_num_threads(1)
+        model.eval()
         with torch.inference_mode():
             for _ in range(warmup):
                 model(x)
-            times = []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                start = time.perf_counter()
                 model(x)
-                times.append(time.perf_counter() - t0)
+                times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
-        model.train(was_training)
-    return 1000.0 * statistics.median(times)
+        for m, training in modes.items():
+            m.training = training
+    return max(statistics.median(times) * 1e3, 1e-6)  # a clock tick of 0 is not a latency

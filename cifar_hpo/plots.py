@@ -18,10 +18,10 @@ def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
     return [r["epoch"] for r in rows], [r[key] for r in rows]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, rect: tuple[float, float, float, float] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -84,6 +84,86 @@ def plot_per_class(per_class: Sequence[dict[str, Any]], path: str | Path) -> Pat
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_confusion_diff(
+    diff: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Challenger-minus-champion confusion counts (rows: true class), red where the challenger
+    puts more images, blue fewer; counts written in the cells for <= 20 classes."""
+    d = np.asarray(diff, dtype=float)
+    k = len(class_names)
+    size = max(5.0, min(0.45 * k, 20.0))
+    fig, ax = plt.subplots(figsize=(size, size))
+    limit = max(float(np.abs(d).max()), 1.0)
+    im = ax.imshow(d, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    if k <= 20:
+        ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(k), class_names)
+        for i in range(k):
+            for j in range(k):
+                if d[i, j]:
+                    color = "white" if abs(d[i, j]) > 0.6 * limit else "black"
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(d[i, j]):+d}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color=color,
+                    )
+    ax.set(xlabel="predicted", ylabel="true", title=title or "Confusion difference")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def plot_disagreements(
+    images: np.ndarray,
+    rows: Sequence[dict[str, Any]],
+    class_names: Sequence[str],
+    path: str | Path,
+    columns: int = 4,
+) -> Path:
+    """A grid of images two models classify differently, each titled with its true class and
+    both predictions with their confidence (A: champion, B: challenger; a check mark on the
+    correct one).
+
+    Args:
+        images: uint8 (N, 32, 32, 3) HWC RGB, one per row of ``rows``.
+        rows: dicts with ``label``, ``champion_pred``, ``champion_conf``, ``challenger_pred``,
+            ``challenger_conf`` (see :class:`cifar_hpo.compare.Disagreements`).
+        class_names: names in label order.
+        path: the PNG to write.
+        columns: images per grid row.
+    """
+    n = len(rows)
+    cols = max(1, min(columns, n))
+    lines = max(1, -(-n // cols))
+    fig, axes = plt.subplots(lines, cols, figsize=(2.4 * cols, 3.1 * lines), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, row in zip(axes.flat, images, rows, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        label = row["label"]
+        marks = {True: " \u2713", False: ""}
+        text = (
+            f"true: {class_names[label]}\n"
+            f"A: {class_names[row['champion_pred']]} {row['champion_conf']:.2f}"
+            f"{marks[row['champion_pred'] == label]}\n"
+            f"B: {class_names[row['challenger_pred']]} {row['challenger_conf']:.2f}"
+            f"{marks[row['challenger_pred'] == label]}"
+        )
+        color = (
+            "green"
+            if row["challenger_pred"] == label
+            else ("red" if row["champion_pred"] == label else "black")
+        )
+        ax.set_title(text, fontsize=8, color=color)
+    if n == 0:
+        axes.flat[0].text(0.5, 0.5, "the two models agree on every image", ha="center")
+    fig.suptitle("A: champion, B: challenger (green: B right, red: A right)", fontsize=9)
+    return _save(fig, path, rect=(0, 0, 1, 0.97))
 
 
 def plot_lr_finder(lrs: Sequence[float], losses: Sequence[float], suggestion: float, path) -> Path:

@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from mlflow.types import Schema, TensorSpec
 
 from cifar_hpo.callbacks import Callback
 from cifar_hpo.engine import Result, TrainState
-from cifar_hpo.errors import TrackingError, first_line
+from cifar_hpo.errors import CheckpointError, TrackingError, first_line
 from cifar_hpo.export import NormalizedClassifier
 from cifar_hpo.plots import save_run_plots
 from cifar_hpo.provenance import run_tags
@@ -79,6 +80,24 @@ def experiment_name(study: str) -> str:
 def registered_model_name(study: str) -> str:
     """Model Registry name of a study's champion."""
     return f"cifar-hpo-{study}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as read back: ids, names, status, and its latest metrics, params and tags."""
+
+    run_id: str
+    name: str
+    experiment: str
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def model_id(self) -> str | None:
+        """The LoggedModel the run logged (tag :data:`MODEL_ID_TAG`), deleted or not."""
+        return self.tags.get(MODEL_ID_TAG) or None
 
 
 class RunOutcome(Enum):
@@ -430,6 +449,112 @@ class Tracker:
                 time.sleep(0.2)
         self.client.set_registered_model_alias(registered_name, alias, version.version)
         return str(version.version)
+
+    # ------------------------------------------------------------------ reading runs back
+    def run_record(self, run_id: str) -> RunRecord | None:
+        """What a run holds apart from its artifacts; None when there is no such run (or it
+        was deleted)."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            return None
+        if run.info.lifecycle_stage == "deleted":
+            return None
+        return RunRecord(
+            run_id=run.info.run_id,
+            name=run.info.run_name or "",
+            experiment=getattr(self.client.get_experiment(run.info.experiment_id), "name", ""),
+            status=run.info.status,
+            metrics=dict(run.data.metrics),
+            params=dict(run.data.params),
+            tags=dict(run.data.tags),
+        )
+
+    def read_json(self, run_id: str, path: str) -> Any | None:
+        """The JSON artifact ``path`` of a run, parsed; None when the run has no such file."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = self.client.download_artifacts(run_id, path, tmp)
+            except (MlflowException, OSError):
+                return None
+            return json.loads(Path(local).read_text())
+
+    def live_model(self, model_id: str | None) -> str | None:
+        """``model_id`` when that logged model still exists and is READY, else None (models of
+        trials that left a study's top k are deleted)."""
+        if not model_id:
+            return None
+        try:
+            model = self.client.get_logged_model(model_id)
+        except MlflowException:
+            return None
+        if str(getattr(model.status, "name", model.status)) != "READY":
+            return None
+        return model_id
+
+    def load_weights(self, run_id: str, model_id: str | None) -> dict[str, Any] | None:
+        """The weights file a run's model was logged with (see :data:`WEIGHTS_FILE`): a dict
+        with ``model`` (state dict), ``config`` (nested dict), ``class_names``, ``mean`` and
+        ``std``, loaded with ``weights_only=True`` on the CPU. From the logged model
+        ``model_id``, or for runs from before LoggedModels the run's ``weights/state_dict.pt``.
+
+        Returns:
+            None when neither exists (the model was deleted or never logged).
+
+        Raises:
+            CheckpointError: the file exists but is not a weights file of ours.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                if self.live_model(model_id):
+                    location = self.client.get_logged_model(model_id).artifact_location
+                    local = mlflow.artifacts.download_artifacts(
+                        f"{location}/extra_files/{WEIGHTS_FILE}",
+                        dst_path=tmp,
+                        tracking_uri=self.tracking_uri,
+                    )
+                else:
+                    local = self.client.download_artifacts(run_id, "weights/state_dict.pt", tmp)
+            except (MlflowException, OSError):
+                return None
+            try:
+                state = torch.load(local, map_location="cpu", weights_only=True)
+            except Exception as err:  # noqa: BLE001 - torch raises several types
+                raise CheckpointError(
+                    f"run {run_id}: its model weights do not load ({first_line(err)[:160]})"
+                ) from None
+        if not isinstance(state, dict) or not {"model", "config", "class_names"} <= set(state):
+            raise CheckpointError(f"run {run_id}: its {WEIGHTS_FILE} is not a cifar-hpo one")
+        return state
+
+    def alias_version(self, registered_name: str, alias: str) -> tuple[str, str, str | None] | None:
+        """(version, source run id, logged model id) of the registry version holding
+        ``alias``; None when the registered model or the alias does not exist."""
+        try:
+            version = self.client.get_model_version_by_alias(registered_name, alias)
+        except MlflowException:
+            return None
+        model_id = _version_model_id(version)
+        run_id = version.run_id
+        if not run_id and model_id:
+            try:
+                run_id = self.client.get_logged_model(model_id).source_run_id
+            except MlflowException:
+                run_id = None
+        if not run_id:
+            return None
+        return str(version.version), run_id, model_id
+
+    def aliases(self, registered_name: str) -> list[str]:
+        """The aliases of a registered model, sorted; empty when it does not exist."""
+        try:
+            return sorted(self.client.get_registered_model(registered_name).aliases)
+        except MlflowException:
+            return []
+
+    def log_folder(self, run_id: str, folder: str | Path, artifact_path: str) -> None:
+        """Log the files of ``folder`` to a run (finished or not) under ``artifact_path``."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
 
 
 class NullTracker:
