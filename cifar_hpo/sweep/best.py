@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import optuna
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -19,7 +18,12 @@ from cifar_hpo.models import create_model
 from cifar_hpo.sweep.champion import CHAMPION_ATTR
 from cifar_hpo.sweep.refit import REFIT_ATTR
 from cifar_hpo.sweep.report import best_trial
-from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, make_storage
+from cifar_hpo.sweep.storage import (
+    MODEL_ID_ATTR,
+    RUN_ID_ATTR,
+    load_stored_study,
+    make_storage,
+)
 from cifar_hpo.tracking import WEIGHTS_FILE
 
 
@@ -46,14 +50,7 @@ def find_best(study_name: str, storage: str | None = None) -> BestTrial:
     Raises:
         SweepSpecError: unknown study (lists stored ones) or no completed trial yet.
     """
-    store = make_storage(storage)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(store))
-        raise SweepSpecError(
-            f"unknown study {study_name!r}; stored studies: {', '.join(names) or 'none'}"
-        ) from None
+    study = load_stored_study(study_name, make_storage(storage))
     best = best_trial(study)
     if best is None:
         n = len(study.get_trials(deepcopy=False))
