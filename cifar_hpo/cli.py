@@ -629,6 +629,31 @@ def _print_leaderboard(board) -> None:
         console.print(note, highlight=False)
 
 
+@app.command("dashboard")
+@friendly_errors
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard (study history, importances, trials) for the stored studies;
+    needs pip install 'cifar-hpo[dashboard]'. Ctrl-C stops it."""
+    from cifar_hpo.sweep.dashboard import serve_dashboard
+
+    def ready(url: str) -> None:
+        where = storage or "studies/optuna.db"
+        console.print(
+            f"optuna-dashboard on [bold]{url}[/] (storage {where}); Ctrl-C stops it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        serve_dashboard(storage, host=host, port=port, ready=ready)
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command("best")
 @friendly_errors
 def best_cmd(
