@@ -1,4 +1,5 @@
-"""What a user sees in ``mlflow ui`` after a sweep, as PNG screenshots from headless Chromium.
+"""What a user sees in ``mlflow ui`` and optuna-dashboard after a sweep, as PNG screenshots from
+headless Chromium.
 
 Starts ``mlflow server`` (what ``mlflow ui`` runs) on a free port of 127.0.0.1 over the
 project's tracking store, waits for ``/health``, and saves, for study ``--study``:
@@ -8,19 +9,31 @@ project's tracking store, waits for ``/health``, and saves, for study ``--study`
 * ``models.png``: the experiment's Models tab (the top-k LoggedModels);
 * ``champion.png``: the registered model ``cifar-hpo-<study>`` with its ``champion`` alias.
 
-Needs Debian's ``chromium`` (``apt-get install chromium``) and, to click through the pages as
-a person does, ``pip install 'cifar-hpo[ui]'`` (Playwright); the server is stopped at the end.
+Then starts ``cifar-hpo dashboard`` (optuna-dashboard) on another free port over the study's
+Optuna storage, waits for ``/api/studies``, and saves:
+
+* ``dashboard-history.png``: the study's page, its optimization history on top;
+* ``dashboard-importance.png``: the study's hyperparameter importance chart.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and ``pip install 'cifar-hpo[ui]'``
+(Playwright, to click through the pages as a person does, and optuna-dashboard); without
+Playwright, ``chromium --screenshot`` renders each page as it first opens. The servers are
+stopped at the end. ``--only mlflow`` or ``--only dashboard`` takes one of the two sets.
 Screenshots are runtime output, not committed (``--out`` defaults to ``/tmp/cifar-hpo-ui``)::
 
     .venv/bin/python bench/ui_screenshots.py --study baseline
     .venv/bin/python bench/ui_screenshots.py --study quick --tracking-uri sqlite:///mlflow.db
+    .venv/bin/python bench/ui_screenshots.py --study baseline --only dashboard \
+        --storage journal:studies/baseline.log
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,11 +42,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-import optuna
 from mlflow.tracking import MlflowClient
 
 from cifar_hpo.sweep.report import best_trial
-from cifar_hpo.sweep.storage import RUN_ID_ATTR, make_storage
+from cifar_hpo.sweep.storage import RUN_ID_ATTR, load_stored_study, make_storage
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -42,42 +56,130 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(backend: str, artifacts: str, port: int, log: Path) -> subprocess.Popen:
-    """``mlflow server`` on 127.0.0.1:``port``; returns once ``/health`` answers.
+def _start(cmd: list[str], probe: str, log: Path, env: dict[str, str] | None = None):
+    """Start ``cmd`` in its own session (output to ``log``); returns it once ``probe`` (a URL)
+    answers.
 
     Raises:
         RuntimeError: the server exits or does not answer within 120 s.
     """
-    exe = Path(sys.executable).parent / "mlflow"
-    cmd = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    cmd += ["--backend-store-uri", backend, "--default-artifact-root", artifacts]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     proc = subprocess.Popen(
         cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}; see {log}")
+            raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+            with urllib.request.urlopen(probe, timeout=2):
                 return proc
         except OSError:
             time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"mlflow server did not answer within 120 s; see {log}")
+    stop(proc)
+    raise RuntimeError(f"{' '.join(cmd[:3])} did not answer within 120 s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server started by :func:`_start` (its whole process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def start_server(backend: str, artifacts: str, port: int, log: Path) -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:``port``; returns once ``/health`` answers."""
+    exe = Path(sys.executable).parent / "mlflow"
+    cmd = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += ["--backend-store-uri", backend, "--default-artifact-root", artifacts]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    return _start(cmd, f"http://127.0.0.1:{port}/health", log, env)
+
+
+def start_dashboard(storage: str | None, port: int, log: Path) -> subprocess.Popen:
+    """``cifar-hpo dashboard`` (optuna-dashboard) on 127.0.0.1:``port``; returns once
+    ``/api/studies`` answers."""
+    cmd = [sys.executable, "-m", "cifar_hpo.cli", "dashboard", "--port", str(port)]
+    cmd += ["--storage", storage] if storage else []
+    env = dict(os.environ)  # this checkout's cifar_hpo, as the script imports it
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return _start(cmd, f"http://127.0.0.1:{port}/api/studies", log, env)
+
+
+def dashboard_study_id(port: int, study: str) -> int:
+    """optuna-dashboard's id of ``study`` (from its study list)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as resp:
+        listed = json.load(resp)["study_summaries"]
+    ids = {s["study_name"]: s["study_id"] for s in listed}
+    if study not in ids:
+        raise RuntimeError(f"optuna-dashboard does not list study {study!r}: {sorted(ids)}")
+    return ids[study]
 
 
 EXPAND_PARENT = "button[data-component-id*='runnamecellrenderer']"
 
 
-def screenshot(url: str, path: Path, wait_ms: int = 12000, size: str = "1600,1000") -> Path:
+def prepare_mlflow(page, url: str) -> None:
+    """mlflow ui as a person leaves it: the "Model training" view chosen, the assistant panel
+    closed, nested runs expanded."""
+    page.wait_for_timeout(5000)
+    try:  # the UI's mode is remembered; choosing it may navigate away, so come back
+        page.get_by_text("Model training", exact=True).first.click(timeout=3000)
+        page.wait_for_timeout(1500)
+        page.goto(url)
+        page.wait_for_timeout(4000)
+    except Exception:  # noqa: BLE001 - no mode switch on this page
+        pass
+    for action in (
+        lambda: page.get_by_role("button", name="Close").first.click(timeout=3000),
+        lambda: page.locator(EXPAND_PARENT).first.click(timeout=3000),
+    ):
+        try:
+            action()
+            page.wait_for_timeout(1500)
+        except Exception:  # noqa: BLE001 - a control this page does not have
+            pass
+
+
+def _card(page, title: str):
+    """The optuna-dashboard card headed ``title``, once its chart is drawn."""
+    heading = page.get_by_role("heading", name=title, exact=True).first
+    heading.wait_for(timeout=60000)
+    box = heading.locator("xpath=ancestor::div[contains(@class, 'MuiCard-root')][1]")
+    box.locator(".plot-container, svg.main-svg").first.wait_for(timeout=60000)
+    return box
+
+
+def dashboard_chart(title: str):
+    """For :func:`screenshot`: ``prepare`` waiting for the chart of the card headed ``title``."""
+    return lambda page, url: _card(page, title)
+
+
+def dashboard_card(title: str):
+    """For :func:`screenshot`: ``element`` picking the card headed ``title`` (chart drawn)."""
+
+    def card(page):
+        box = _card(page, title)
+        box.scroll_into_view_if_needed()
+        return box
+
+    return card
+
+
+def screenshot(
+    url: str,
+    path: Path,
+    wait_ms: int = 12000,
+    size: str = "1600,1000",
+    prepare=None,
+    element=None,
+) -> Path:
     """Render ``url`` in headless Chromium into ``path``.
 
     With Playwright installed (``pip install playwright``; it drives Debian's chromium, no
-    browser download) the page is used as a person would: the "Model training" view chosen,
-    the assistant panel closed, nested runs expanded, charts given time to draw. Without it,
-    ``chromium --screenshot`` renders the page as it first opens.
+    browser download) the page is used as a person would: ``prepare(page, url)`` clicks what
+    needs clicking, charts get ``wait_ms`` to draw, and ``element(page)``, when given, picks the
+    part of the page to save. Without it, ``chromium --screenshot`` renders the whole window as
+    the page first opens.
     """
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -92,25 +194,11 @@ def screenshot(url: str, path: Path, wait_ms: int = 12000, size: str = "1600,100
             chrome = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
             page = chrome.new_page(viewport={"width": width, "height": height})
             page.goto(url)
-            page.wait_for_timeout(5000)
-            try:  # the UI's mode is remembered; choosing it may navigate away, so come back
-                page.get_by_text("Model training", exact=True).first.click(timeout=3000)
-                page.wait_for_timeout(1500)
-                page.goto(url)
-                page.wait_for_timeout(4000)
-            except Exception:  # noqa: BLE001 - no mode switch on this page
-                pass
-            for action in (
-                lambda: page.get_by_role("button", name="Close").first.click(timeout=3000),
-                lambda: page.locator(EXPAND_PARENT).first.click(timeout=3000),
-            ):
-                try:
-                    action()
-                    page.wait_for_timeout(1500)
-                except Exception:  # noqa: BLE001 - a control this page does not have
-                    pass
+            if prepare is not None:
+                prepare(page, url)
+            target = element(page) if element is not None else page
             page.wait_for_timeout(wait_ms)
-            page.screenshot(path=str(path))
+            target.screenshot(path=str(path))
             chrome.close()
         return path
     with tempfile.TemporaryDirectory() as profile:
@@ -132,22 +220,13 @@ def screenshot(url: str, path: Path, wait_ms: int = 12000, size: str = "1600,100
     return path
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--study", default="baseline")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: studies/)")
-    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
-    parser.add_argument("--artifacts", default="mlruns", help="artifact root of a local store")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/cifar-hpo-ui"))
-    args = parser.parse_args(argv)
+def mlflow_views(study, args) -> list[Path]:
+    """runs.png, models.png, champion.png and trial.png from ``mlflow server``."""
     backend = args.tracking_uri or "sqlite:///mlflow.db"
-    client = MlflowClient(backend)
-    exp = client.get_experiment_by_name(f"cifar-hpo/{args.study}")
+    exp = MlflowClient(backend).get_experiment_by_name(f"cifar-hpo/{args.study}")
     if exp is None:
-        sys.exit(f"no MLflow experiment cifar-hpo/{args.study} in {backend}")
-    study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage))
-    best = best_trial(study)
-    args.out.mkdir(parents=True, exist_ok=True)
+        sys.exit(f"no MLflow experiment cifar-hpo/{args.study} in {backend} (--only dashboard?)")
+    best = best_trial(study) if len(study.directions) == 1 else None
     port = free_port()
     base = f"http://127.0.0.1:{port}/#"
     pages = {
@@ -163,11 +242,59 @@ def main(argv: list[str] | None = None) -> list[Path]:
     written = []
     try:
         for name, url in pages.items():
-            written.append(screenshot(url, args.out / name))
+            written.append(screenshot(url, args.out / name, prepare=prepare_mlflow))
             print(f"{name}: {url}")
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stop(proc)
+    return written
+
+
+def dashboard_views(args) -> list[Path]:
+    """dashboard-history.png and dashboard-importance.png from ``cifar-hpo dashboard``."""
+    port = free_port()
+    proc = start_dashboard(args.storage, port, args.out / "dashboard-server.log")
+    written = []
+    try:
+        url = f"http://127.0.0.1:{port}/dashboard/studies/{dashboard_study_id(port, args.study)}"
+        history = screenshot(
+            url,
+            args.out / "dashboard-history.png",
+            wait_ms=3000,
+            prepare=dashboard_chart("History"),
+        )
+        # without Playwright (no element to pick) a taller window reaches the importance chart
+        importance = screenshot(
+            url,
+            args.out / "dashboard-importance.png",
+            wait_ms=3000,
+            size="1600,1500",
+            element=dashboard_card("Hyperparameter Importance"),
+        )
+        written += [history, importance]
+        print(f"dashboard-history.png, dashboard-importance.png: {url}")
+    finally:
+        stop(proc)
+    return written
+
+
+def main(argv: list[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--study", default="baseline")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: studies/)")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--artifacts", default="mlruns", help="artifact root of a local store")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/cifar-hpo-ui"))
+    parser.add_argument(
+        "--only", choices=("mlflow", "dashboard"), help="one set of views [default: both]"
+    )
+    args = parser.parse_args(argv)
+    study = load_stored_study(args.study, make_storage(args.storage))
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if args.only != "dashboard":
+        written += mlflow_views(study, args)
+    if args.only != "mlflow":
+        written += dashboard_views(args)
     return written
 
 

@@ -503,15 +503,64 @@ def all_new_trials_failed(study, numbers: list[int]) -> tuple[int, list[str]] | 
 
 @app.command("studies")
 @friendly_errors
-def studies_cmd(storage: StorageOpt = None) -> None:
-    """List stored studies with trial counts per state and the best value."""
-    import optuna
-
-    from cifar_hpo.sweep.ranking import primary_value
-    from cifar_hpo.sweep.report import best_trial, state_counts
+def studies_cmd(
+    storage: StorageOpt = None,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Show this study's leaderboard: its best trials, ranked."),
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Leaderboard rows [default: 10].")
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Rank by this objective (e.g. val_acc) or numeric trial attribute (test_acc, "
+            "seconds, epochs_run, macs, ...) [default: the study's first objective].",
+        ),
+    ] = None,
+    ascending: Annotated[
+        bool | None,
+        typer.Option(
+            "--ascending/--descending",
+            help="Order of --sort [default: best first for an objective, largest first otherwise].",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Show only this parameter (repeatable) [default: all]."),
+    ] = None,
+) -> None:
+    """List stored studies with trial counts per state and the best value; with --study, that
+    study's leaderboard (single- or multi-objective; infeasible trials marked)."""
     from cifar_hpo.sweep.storage import make_storage
 
     store = make_storage(storage)
+    if study is None:
+        given = [f"--{n}" for n, v in (("top", top), ("sort", sort), ("param", param)) if v]
+        if given or ascending is not None:
+            raise UserError(f"{', '.join(given) or '--ascending/--descending'} needs --study S")
+        _print_study_list(store)
+        return
+    from cifar_hpo.sweep.leaderboard import leaderboard
+    from cifar_hpo.sweep.storage import load_stored_study
+
+    board = leaderboard(
+        load_stored_study(study, store),
+        sort=sort,
+        top=top or 10,
+        descending=None if ascending is None else not ascending,
+        params=param,
+    )
+    _print_leaderboard(board)
+
+
+def _print_study_list(store) -> None:
+    import optuna
+
+    from cifar_hpo.sweep.report import best_trial, state_counts
+
     summaries = optuna.get_all_study_summaries(store)
     table = Table(title="studies")
     for col in ("study", "complete", "pruned", "fail", "running", "best value", "best trial"):
@@ -519,17 +568,91 @@ def studies_cmd(storage: StorageOpt = None) -> None:
     for summary in sorted(summaries, key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=store)
         counts = state_counts(study)
-        best = best_trial(study)
+        if len(study.directions) > 1:  # no single best: the Pareto front's trials
+            front = sorted(t.number for t in study.best_trials) if counts["COMPLETE"] else []
+            best_cells = (f"{len(front)} on the Pareto front", ", ".join(map(str, front)) or "-")
+        else:
+            best = best_trial(study)
+            best_cells = (f"{best.value:.4f}", str(best.number)) if best else ("-", "-")
         table.add_row(
             summary.study_name,
             str(counts["COMPLETE"]),
             str(counts["PRUNED"]),
             str(counts["FAIL"]),
             str(counts["RUNNING"]),
-            f"{primary_value(best):.4f}" if best else "-",
-            str(best.number) if best else "-",
+            *best_cells,
         )
     console.print(table if summaries else "no studies stored yet")
+
+
+def _cell(value) -> str:
+    """A parameter or metric for a table cell: 4 significant digits, thousands separated."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _print_leaderboard(board) -> None:
+    arrow = "↓" if board.descending else "↑"
+    names = [o.name for o in board.objectives]
+    extra = [] if board.sort_key in names else [board.sort_key]
+    table = Table(title=f"study {board.study}: top {len(board.entries)} of {board.total} trials")
+    table.add_column("#", justify="right")
+    table.add_column("trial", justify="right")
+    for name in names + extra:
+        table.add_column(f"{name} {arrow}" if name == board.sort_key else name, justify="right")
+    if board.multi_objective:
+        table.add_column("pareto")
+    for name in board.param_names:
+        table.add_column(name, justify="right")
+    for col in ("state", "epochs", "mlflow run"):
+        table.add_column(col, justify="right" if col == "epochs" else "left")
+    for e in board.entries:
+        state = e.state.name.lower() + ("" if e.feasible else ", infeasible")
+        row = [str(e.rank), str(e.number)]
+        row += [_cell(e.values[n]) for n in names] + [_cell(e.key) for _ in extra]
+        if board.multi_objective:
+            row.append("yes" if e.pareto else "")
+        row += [_cell(e.trial.params.get(p)) for p in board.param_names]
+        epochs = f"{e.epochs_run:g}" if e.epochs_run is not None else "-"
+        row += [state, epochs, e.run_id or "-"]
+        table.add_row(*row, style=None if e.feasible else "red")
+    order = "descending" if board.descending else "ascending"
+    note = f"sorted by {board.sort_key} ({order}); complete, feasible trials first"
+    if board.infeasible:
+        note += f"; {board.infeasible} infeasible (a constraint > 0) after them"
+    console.print(table if board.entries else f"study {board.study} has no trials yet")
+    if board.entries:
+        console.print(note, highlight=False)
+
+
+@app.command("dashboard")
+@friendly_errors
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard (study history, importances, trials) for the stored studies;
+    needs pip install 'cifar-hpo[dashboard]'. Ctrl-C stops it."""
+    from cifar_hpo.sweep.dashboard import serve_dashboard
+
+    def ready(url: str) -> None:
+        where = storage or "studies/optuna.db"
+        console.print(
+            f"optuna-dashboard on [bold]{url}[/] (storage {where}); Ctrl-C stops it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    try:
+        serve_dashboard(storage, host=host, port=port, ready=ready)
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("best")

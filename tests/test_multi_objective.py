@@ -253,4 +253,3 @@ def test_latency_protocol_is_positive_and_restores_threads():
     assert torch.get_num_threads() == threads and model.training
     with pytest.raises(ValueError, match="repeats >= 1"):
         measure_latency_ms(model, repeats=0)
-

@@ -22,7 +22,7 @@ from cifar_hpo.sweep.champion import CHAMPION_ATTR
 from cifar_hpo.sweep.ranking import best_trial, primary_value, ranked_trials, rule_pick
 from cifar_hpo.sweep.refit import REFIT_ATTR
 from cifar_hpo.sweep.spec import LimitSpec
-from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, make_storage
+from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, load_stored_study, make_storage
 from cifar_hpo.tracking import WEIGHTS_FILE
 
 
@@ -48,14 +48,7 @@ def load_existing_study(study_name: str, storage: str | None = None) -> optuna.S
     Raises:
         SweepSpecError: unknown study (lists the stored ones).
     """
-    store = make_storage(storage)
-    try:
-        return optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(store))
-        raise SweepSpecError(
-            f"unknown study {study_name!r}; stored studies: {', '.join(names) or 'none'}"
-        ) from None
+    return load_stored_study(study_name, make_storage(storage))
 
 
 def _limits_text(limits: Mapping[str, LimitSpec]) -> str:

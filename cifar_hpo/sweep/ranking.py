@@ -110,7 +110,7 @@ def rule_pick(study: optuna.Study, limits: Mapping[str, Any]) -> FrozenTrial | N
 
 def objective_names(study: optuna.Study) -> list[str]:
     """The study's metric names (``study.set_metric_names``), else ``value``/``value_i``."""
-    if study.metric_names:
+    if study.metric_names and len(study.metric_names) == len(study.directions):
         return list(study.metric_names)
     n = len(study.directions)
     return ["value"] if n == 1 else [f"value_{i}" for i in range(n)]

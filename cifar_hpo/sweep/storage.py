@@ -163,6 +163,21 @@ def make_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         ) from None
 
 
+def load_stored_study(study_name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The stored study ``study_name`` (never creates one).
+
+    Raises:
+        SweepSpecError: no such study; the message lists the stored ones.
+    """
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        raise SweepSpecError(
+            f"unknown study {study_name!r}; stored studies: {', '.join(names) or 'none'}"
+        ) from None
+
+
 # ----------------------------------------------------------------------------- workers
 def _start_ticks(pid: int) -> int | None:
     """Start time of process ``pid`` in clock ticks since boot (Linux), else None."""
