@@ -111,6 +111,9 @@ def test_two_objective_study_ends_with_a_non_dominated_front_logged_and_printed(
     )
     assert [row["trial"] for row in summary["pareto_front"]] == [t.number for t in front]
     assert summary["objectives"] == {"val_acc": "MAXIMIZE", "params": "MINIMIZE"}
+    table = json.loads(Path(client.download_artifacts(parent_id, "pareto_front.json")).read_text())
+    assert table == summary["pareto_front"]
+    assert {"trial", "val_acc", "params", "macs", "test_acc", "mlflow_run_id"} <= set(table[0])
 
     shown = runner.invoke(app, ["best", "--study", "mo"])
     assert shown.exit_code == 0, shown.output

@@ -474,6 +474,9 @@ def finish_parent(study: optuna.Study, tracker: Tracker, run_id: str, status: st
             if summary["best_value"] is not None:
                 metrics["best_value"] = summary["best_value"]
             Path(tmp, "study_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            if summary["pareto_front"] is not None:  # the front as its own table
+                front = json.dumps(summary["pareto_front"], indent=1, default=str)
+                Path(tmp, "pareto_front.json").write_text(front)
             study_plots(study, Path(tmp) / "plots")
         except Exception as err:  # noqa: BLE001 - the run is closed below whatever happens
             warnings.warn(f"study summary incomplete: {err}", stacklevel=2)
