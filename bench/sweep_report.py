@@ -1,12 +1,19 @@
-"""Sweep report: what a finished study gave, written into README's ``RESULTS:sweep`` block.
+"""Sweep report: what a finished study gave, written into a README block (``RESULTS:sweep`` by
+default, ``--block NAME`` for another).
 
-Read from the Optuna storage (no training): trials per state, the study's wall time (first trial
-start to last trial end, in minutes), the best COMPLETE trial's number, validation value, test
-accuracy, parameters and registry version, stamped with commit, date, machine, precision and
-library versions (:mod:`cifar_hpo.provenance`). Run it after ``cifar-hpo sweep``::
+Read from the Optuna storage (no training): trials per state (infeasible ones counted), the
+study's wall time (first trial start to last trial end, in minutes), the champion's number,
+validation value, test accuracy, parameters and registry version, the refit of its
+configuration at full fidelity when the study made one, each export rule's pick, and for a
+multi-objective study its Pareto front as a table; stamped with commit, date, machine, precision
+and library versions (:mod:`cifar_hpo.provenance`). ``--plots DIR`` also copies the parent run's
+Pareto-front and parameter-importance plots from MLflow into ``DIR`` and shows them in the
+block. Run it after ``cifar-hpo sweep``::
 
     .venv/bin/python bench/sweep_report.py --study baseline --readme README.md
     .venv/bin/python bench/sweep_report.py --study quick --storage sqlite:///studies/optuna.db
+    .venv/bin/python bench/sweep_report.py --study seed004_under_200k --block sweep-seed004 \
+        --plots docs/seed004 --readme README.md
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from cifar_hpo.config import TrainConfig
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.table import rewrite_readme
-from cifar_hpo.sweep.ranking import primary_value
+from cifar_hpo.sweep.ranking import (
+    front_rows,
+    is_feasible,
+    objective_names,
+    primary_value,
+    rule_pick,
+    trial_measure,
+)
 from cifar_hpo.sweep.report import best_trial, state_counts
 from cifar_hpo.sweep.spec import SweepSpecError, load_spec
 from cifar_hpo.sweep.storage import make_storage
@@ -31,8 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BLOCK = "sweep"
 
 
-def study_report(study: optuna.Study) -> dict[str, Any]:
-    """Counts per state, wall minutes and the best trial of ``study``.
+def study_report(study: optuna.Study, rules: dict | None = None) -> dict[str, Any]:
+    """Counts per state, wall minutes, the champion, its refit, the picks of ``rules``
+    (alias -> limits) and, for several objectives, the Pareto front of ``study``.
 
     Raises:
         SweepSpecError: the study has no trial yet.
@@ -45,9 +60,13 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
     minutes = (max(ends) - min(starts)).total_seconds() / 60 if starts and ends else None
     best = best_trial(study)
     champion = study.user_attrs.get("champion") or {}
+    refit = study.user_attrs.get("refit") or {}
+    names = objective_names(study)
     return {
         "study": study.study_name,
+        "objectives": names,
         "counts": state_counts(study),
+        "infeasible": sum(1 for t in trials if t.state.name == "COMPLETE" and not is_feasible(t)),
         "minutes": minutes,
         "best": None
         if best is None
@@ -55,11 +74,19 @@ def study_report(study: optuna.Study) -> dict[str, Any]:
             "number": best.number,
             "value": primary_value(best),
             "params": dict(best.params),
+            "num_params": trial_measure(study, best, "params"),
             "test_acc": best.user_attrs.get("test_acc"),
             "registry_version": champion.get("version")
             if champion.get("trial") == best.number
             else None,
         },
+        "refit": refit if best is not None and refit.get("trial") == best.number else None,
+        "rules": {
+            alias: (pick.number if (pick := rule_pick(study, limits)) is not None else None)
+            for alias, limits in (rules or {}).items()
+        },
+        "front": front_rows(study) if len(names) > 1 else None,
+        "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
     }
 
 
@@ -67,51 +94,121 @@ def _value(v: Any) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def render(report: dict[str, Any], command: str, stamp_text: str) -> str:
-    """The README block for ``report``."""
+def _cell(name: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if name in ("params", "macs"):
+        return f"{v:,.0f}"
+    if name in ("val_acc", "test_acc", "val_f1_macro", "val_top5"):
+        return f"{100 * v:.2f} %"
+    return _value(v)
+
+
+def render(
+    report: dict[str, Any], command: str, stamp_text: str, plots: list[str] | None = None
+) -> str:
+    """The README block for ``report`` (``plots``: image paths relative to the README)."""
     c, best = report["counts"], report["best"]
     minutes = "-" if report["minutes"] is None else f"{report['minutes']:.0f}"
+    infeasible = f" ({report['infeasible']} of them infeasible)" if report.get("infeasible") else ""
     lines = [
         f"<!-- generated by `{command}`; do not edit by hand -->",
         "",
-        f"Study `{report['study']}`: **{minutes} min** wall time, **{c['COMPLETE']} complete, "
-        f"{c['PRUNED']} pruned, {c['FAIL']} failed** trials.",
+        f"Study `{report['study']}`: **{minutes} min** wall time, **{c['COMPLETE']} complete"
+        f"{infeasible}, {c['PRUNED']} pruned, {c['FAIL']} failed** trials.",
     ]
     if best is not None:
         params = ", ".join(f"`{k}` {_value(v)}" for k, v in sorted(best["params"].items()))
         test = "-" if best["test_acc"] is None else f"{100 * best['test_acc']:.2f} %"
+        size = "" if best.get("num_params") is None else f", {best['num_params']:,.0f} parameters"
         lines += [
             "",
             f"Champion: trial {best['number']}, validation **{100 * best['value']:.2f} %**, "
-            f"test **{test}** at the study's per-trial budget (registry "
+            f"test **{test}** at the study's per-trial budget{size} (registry "
             f"`cifar-hpo-{report['study']}` version {best['registry_version'] or '-'}, alias "
             f"`champion`); {params}.",
         ]
+    refit = report.get("refit")
+    if refit:
+        val = "-" if refit.get("val_acc") is None else f"{100 * refit['val_acc']:.2f} %"
+        test = "-" if refit.get("test_acc") is None else f"{100 * refit['test_acc']:.2f} %"
+        lines += [
+            "",
+            f"Refit of that configuration on the whole training split ({refit['epochs']:g} "
+            f"epochs, {refit['seconds'] / 60:.1f} min), the registered champion: validation "
+            f"{val}, test **{test}**.",
+        ]
+    for alias, number in (report.get("rules") or {}).items():
+        lines += ["", f"Alias `{alias}`: trial {number if number is not None else '- (none)'}."]
+    front = report.get("front")
+    if front:
+        cols = ["trial", *report["objectives"]]
+        cols += [k for k in ("params", "macs", "test_acc") if k not in cols]
+        lines += [
+            "",
+            f"Pareto front ({len(front)} trials, best first on `{report['objectives'][0]}`):",
+            "",
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+        ]
+        lines += ["| " + " | ".join(_cell(k, row.get(k)) for k in cols) + " |" for row in front]
+    for path in plots or []:
+        lines += ["", f"![{Path(path).stem}]({path})"]
     lines += ["", stamp_text]
     return "\n".join(lines)
+
+
+def copy_plots(parent_run_id: str | None, folder: Path, readme: Path | None) -> list[str]:
+    """Download the parent run's Pareto-front and importance plots into ``folder``; returns
+    their paths relative to the README's folder (or as given)."""
+    if not parent_run_id:
+        return []
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in ("pareto_front.png", "param_importances.png"):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = client.download_artifacts(parent_run_id, f"plots/{name}", tmp)
+            except Exception:  # noqa: BLE001 - a plot the study could not draw
+                continue
+            shutil.copyfile(local, folder / name)
+        target = folder / name
+        base = readme.resolve().parent if readme is not None else None
+        written.append(str(target.resolve().relative_to(base)) if base else str(target))
+    return written
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--study", default="baseline")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default studies/)")
-    p.add_argument("--readme", type=Path, default=None, help="rewrite its RESULTS:sweep block")
+    p.add_argument("--readme", type=Path, default=None, help="rewrite its results block")
+    p.add_argument("--block", default=BLOCK, help="README block name (RESULTS:<block>)")
+    p.add_argument("--plots", type=Path, default=None, help="copy the parent run's plots here")
     args = p.parse_args(argv)
     try:
         study = optuna.load_study(study_name=args.study, storage=make_storage(args.storage))
     except KeyError:
         sys.exit(f"error: unknown study {args.study!r}; run: cifar-hpo sweep --study {args.study}")
-    report = study_report(study)
-    base = TrainConfig()
+    base, rules = TrainConfig(), {}
     if (ROOT / "sweeps" / f"{args.study}.yaml").exists():  # the device/precision it ran with
-        base = load_spec(args.study, ROOT / "sweeps").base_config()
+        spec = load_spec(args.study, ROOT / "sweeps")
+        base, rules = spec.base_config(), spec.rules
+    report = study_report(study, rules)
+    plots = copy_plots(report["parent_run_id"], args.plots, args.readme) if args.plots else []
     device = resolve_device(base.device)
     command = "python bench/sweep_report.py " + " ".join(sys.argv[1:] if argv is None else argv)
     amp = amp_enabled(device, base.amp)
-    text = render(report, command.strip(), stamp(command.strip(), device, amp, ROOT))
+    text = render(report, command.strip(), stamp(command.strip(), device, amp, ROOT), plots)
     print(text)
     if args.readme is not None:
-        rewrite_readme(args.readme, text, BLOCK)
+        rewrite_readme(args.readme, text, args.block)
     return report
 
 

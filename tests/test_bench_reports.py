@@ -163,3 +163,54 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
     assert "Champion: trial 2, validation **86.00 %**, test **85.50 %**" in text
     assert "version 3" in text and "`optim.lr` 0.03" in text
     assert "Command: `python bench/sweep_report.py --study s --storage" in text
+
+
+def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(tmp_path):
+    from cifar_hpo.sweep.spec import LimitSpec
+
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(
+        study_name="mo", storage=storage, directions=["maximize", "minimize"]
+    )
+    study.set_metric_names(["val_acc", "params"])
+    t0 = datetime.datetime(2026, 12, 1, 10, 0, 0)
+    dist = {"model.width": optuna.distributions.FloatDistribution(0.2, 0.5)}
+    # (val_acc, params, constraint): 2 is dominated by 0; 3 is infeasible (too big)
+    rows = [(0.84, 150_000, -0.25), (0.80, 90_000, -0.55), (0.79, 160_000, -0.2), (0.9, 3e5, 0.5)]
+    for k, (acc, params, violation) in enumerate(rows):
+        study.add_trial(
+            FrozenTrial(
+                number=k,
+                trial_id=k,
+                state=TrialState.COMPLETE,
+                value=None,
+                values=[acc, params],
+                datetime_start=t0 + datetime.timedelta(minutes=10 * k),
+                datetime_complete=t0 + datetime.timedelta(minutes=10 * k + 9),
+                params={"model.width": 0.2 + 0.05 * k},
+                distributions=dist,
+                user_attrs={"test_acc": acc - 0.01, "measures": {"macs": 1e7 * (k + 1)}},
+                system_attrs={"constraints:params": violation},
+                intermediate_values={},
+            )
+        )
+    study.set_user_attr(
+        "refit",
+        {"trial": 0, "epochs": 12.0, "seconds": 600.0, "val_acc": 0.86, "test_acc": 0.855},
+    )
+    bench = _bench("sweep_report")
+    rules = {"small": {"params": LimitSpec(max=100_000)}}
+    report = bench.study_report(optuna.load_study(study_name="mo", storage=storage), rules)
+    assert report["infeasible"] == 1 and report["best"]["number"] == 0
+    assert [r["trial"] for r in report["front"]] == [0, 1]
+    assert report["rules"] == {"small": 1}
+    text = bench.render(report, "cmd", "stamp", ["docs/mo/pareto_front.png"])
+    assert "**4 complete (1 of them infeasible), 0 pruned, 0 failed** trials" in text
+    assert "150,000 parameters" in text
+    assert "(12 epochs, 10.0 min), the registered champion: validation 86.00 %, test **85.5" in text
+    assert "Alias `small`: trial 1." in text
+    assert "| trial | val_acc | params | macs | test_acc |" in text
+    assert "| 0 | 84.00 % | 150,000 | 10,000,000 | 83.00 % |" in text
+    assert "| 1 | 80.00 % | 90,000 | 20,000,000 | 79.00 % |" in text
+    assert "| 2 |" not in text and "| 3 |" not in text
+    assert "![pareto_front](docs/mo/pareto_front.png)" in text
