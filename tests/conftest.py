@@ -44,3 +44,12 @@ def data_dir(tmp_path, tiny_data, monkeypatch):
     save_cache(tiny_data, cache_path(folder, "cifar10"))
     monkeypatch.setenv("CIFAR_HPO_DATA_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def project(tmp_path, data_dir, monkeypatch):
+    """A project folder with sweeps/, default MLflow (sqlite:///mlflow.db) and Optuna stores."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "sweeps").mkdir()
+    return tmp_path

@@ -44,3 +44,26 @@ def fails_with(result, *fragments: str) -> str:
         assert fragment in lines[0], (fragment, lines[0])
     assert "Traceback" not in result.output
     return lines[0]
+
+
+def sweep_ok(name: str, trials: int):
+    """``cifar-hpo sweep --study name --trials N --no-progress`` through CliRunner, which must
+    exit 0; returns the result."""
+    from typer.testing import CliRunner
+
+    from cifar_hpo.cli import app
+
+    result = CliRunner().invoke(
+        app, ["sweep", "--study", name, "--trials", str(trials), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def load_study(name: str):
+    """The study ``name`` from the default Optuna storage (``studies/optuna.db``)."""
+    import optuna
+
+    from cifar_hpo.sweep.storage import default_storage_url
+
+    return optuna.load_study(study_name=name, storage=default_storage_url())

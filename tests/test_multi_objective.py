@@ -12,6 +12,8 @@ import pytest
 import torch
 import yaml
 from helpers import TINY_SWEEP_BASE, fails_with
+from helpers import load_study as load
+from helpers import sweep_ok as sweep
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -20,7 +22,6 @@ from cifar_hpo.latency import measure_latency_ms
 from cifar_hpo.sweep.objective import time_to_accuracy
 from cifar_hpo.sweep.ranking import best_trial, is_feasible, pareto_front, rule_pick
 from cifar_hpo.sweep.spec import LimitSpec, parse_spec
-from cifar_hpo.sweep.storage import default_storage_url
 
 runner = CliRunner()
 
@@ -39,28 +40,8 @@ MO_SPEC = {
 }
 
 
-@pytest.fixture
-def project(tmp_path, data_dir, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "sweeps").mkdir()
-    return tmp_path
-
-
 def write_spec(name: str, spec: dict) -> None:
     Path("sweeps", f"{name}.yaml").write_text(yaml.safe_dump(spec))
-
-
-def sweep(name: str, trials: int):
-    result = runner.invoke(
-        app, ["sweep", "--study", name, "--trials", str(trials), "--no-progress"]
-    )
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def load(name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=default_storage_url())
 
 
 def dominates(a, b, directions) -> bool:

@@ -13,6 +13,8 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from helpers import load_study as load
+from helpers import sweep_ok as sweep
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -43,31 +45,10 @@ TINY = {
 runner = CliRunner()
 
 
-@pytest.fixture
-def project(tmp_path, data_dir, monkeypatch):
-    """A project folder with sweeps/, default MLflow (sqlite:///mlflow.db) and Optuna stores."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "sweeps").mkdir()
-    return tmp_path
-
-
 def write_spec(name: str, **changes) -> None:
     spec = json.loads(json.dumps(TINY))
     spec.update(changes)
     Path("sweeps", f"{name}.yaml").write_text(yaml.safe_dump(spec))
-
-
-def sweep(name: str, trials: int):
-    result = runner.invoke(
-        app, ["sweep", "--study", name, "--trials", str(trials), "--no-progress"]
-    )
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def load(name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=default_storage_url())
 
 
 def runs_of(client: MlflowClient, name: str):

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 from torch import nn
 
 from cifar_hpo.compare import (
@@ -42,8 +41,8 @@ from cifar_hpo.compare import (
     model_from_weights,
     per_class_deltas,
 )
-from cifar_hpo.errors import SweepSpecError, UserError
-from cifar_hpo.sweep.storage import RUN_ID_ATTR, make_storage
+from cifar_hpo.errors import UserError
+from cifar_hpo.sweep.storage import RUN_ID_ATTR, load_stored_study, make_storage
 from cifar_hpo.tracking import RunRecord, Tracker, registered_model_name
 
 #: where the per-class report of a run is (written by ``TrialRun.log_result``)
@@ -83,17 +82,6 @@ class RunRef:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {**self.__dict__, "kind": self.kind.value}
-
-
-def _load_study(study: str, storage: str | None) -> optuna.Study:
-    store = make_storage(storage)
-    try:
-        return optuna.load_study(study_name=study, storage=store)
-    except KeyError:
-        names = sorted(s.study_name for s in optuna.get_all_study_summaries(store))
-        raise SweepSpecError(
-            f"unknown study {study!r}; stored studies: {', '.join(names) or 'none'}"
-        ) from None
 
 
 def _unknown(ref: str, study: str | None, tracker: Tracker) -> UserError:
@@ -141,7 +129,8 @@ def resolve_ref(
         raise _unknown(ref, study, tracker)
     if ref.isdigit():
         number = int(ref)
-        trials = {t.number: t for t in _load_study(study, storage).get_trials(deepcopy=False)}
+        stored = load_stored_study(study, make_storage(storage))
+        trials = {t.number: t for t in stored.get_trials(deepcopy=False)}
         if number not in trials:
             raise UserError(
                 f"study {study!r} has no trial {number} (trials 0..{len(trials) - 1})"
