@@ -8,6 +8,7 @@ STUDY  ?= baseline
 TRIALS ?= 50
 
 .PHONY: install test lint data train recipe-check sweep best reproduce-readme-table bench clean \
+	ui-screenshots \
 	delete-studies-and-mlflow-runs
 
 install: $(STAMP)
@@ -67,6 +68,11 @@ reproduce-readme-table: data
 
 bench: install
 	$(BIN)/python bench/throughput.py
+
+# What a user sees in `mlflow ui` and optuna-dashboard for study STUDY, as PNGs in docs/ui/STUDY
+# (headless Debian chromium; `pip install '.[ui]'`), as the README shows them.
+ui-screenshots: install
+	$(BIN)/python bench/ui_screenshots.py --study $(STUDY) --out docs/ui/$(STUDY)
 
 # The venv and caches only: studies, MLflow runs, registered models and run folders stay.
 clean:
