@@ -19,6 +19,7 @@ block. Run it after ``cifar-hpo sweep``::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def study_report(study: optuna.Study, rules: dict | None = None) -> dict[str, An
             for alias, limits in (rules or {}).items()
         },
         "front": front_rows(study) if len(names) > 1 else None,
+        "budget": study.user_attrs.get("budget"),
         "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
     }
 
@@ -117,6 +119,12 @@ def render(
         f"Study `{report['study']}`: **{minutes} min** wall time, **{c['COMPLETE']} complete"
         f"{infeasible}, {c['PRUNED']} pruned, {c['FAIL']} failed** trials.",
     ]
+    budget = report.get("budget")
+    if budget:
+        lines[-1] += (
+            f" Budget: {budget['used_s'] / 60:.1f} of {budget['total_s'] / 60:.0f} min used, "
+            "search and refit."
+        )
     if best is not None:
         params = ", ".join(f"`{k}` {_value(v)}" for k, v in sorted(best["params"].items()))
         test = "-" if best["test_acc"] is None else f"{100 * best['test_acc']:.2f} %"
@@ -180,7 +188,7 @@ def copy_plots(parent_run_id: str | None, folder: Path, readme: Path | None) -> 
             shutil.copyfile(local, folder / name)
         target = folder / name
         base = readme.resolve().parent if readme is not None else None
-        written.append(str(target.resolve().relative_to(base)) if base else str(target))
+        written.append(os.path.relpath(target.resolve(), base) if base else str(target))
     return written
 
 

@@ -146,6 +146,10 @@ def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(
     assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 2
     refit = study.user_attrs["refit"]
     assert refit["trial"] == study.best_trial.number and refit["epochs"] <= 3
+    for t in study.trials:  # each trial's measured speed (what the refit is planned with)
+        if t.user_attrs.get("epochs_run"):
+            speed = t.user_attrs["train_images_per_sec"]
+            assert 0 < speed and speed * t.user_attrs["seconds"] >= t.user_attrs["images_seen"]
     assert study.user_attrs["budget"]["total_s"] == budget
     # the refit run: a child of the study's parent, its model the champion
     client = MlflowClient()
@@ -246,3 +250,48 @@ def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, da
     text = readme.read_text()
     assert "**Study `tinyv` with `--budget 40s`**" in text and "difference **" in text
     assert "Command: `python bench/sweep_value.py --study tinyv" in text
+
+
+def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
+    """The refit's epochs come from the speed the best trial's epochs ran at in the search: a
+    probe skewed by a busy CPU (seed004's airbench94: 74 images/s probed, ~350 trained) once
+    left 21 of 60 minutes unused."""
+    from optuna.trial import FrozenTrial, TrialState
+
+    from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
+    from cifar_hpo.sweep.runner import refit_speed
+
+    plan = plan_sweep(
+        600.0,
+        images_per_sec={"airbench94": 74.0, "airbench": 900.0},
+        epochs=2,
+        train_images=4000,
+        train_fraction=1.0,
+        val_images=500,
+        tta_passes=1,
+        pruner="none",
+        min_resource=1,
+        reduction_factor=3,
+        refit_epochs=2,
+    )
+
+    def trial(attrs):
+        return FrozenTrial(
+            number=0,
+            trial_id=0,
+            state=TrialState.COMPLETE,
+            value=0.5,
+            datetime_start=None,
+            datetime_complete=None,
+            params={"model.name": "airbench94"},
+            distributions={
+                "model.name": optuna.distributions.CategoricalDistribution(["airbench94"])
+            },
+            user_attrs=attrs,
+            system_attrs={},
+            intermediate_values={},
+        )
+
+    assert refit_speed(plan, trial({TRAIN_SPEED_ATTR: 350.0})) == 350.0
+    assert refit_speed(plan, trial({})) == 74.0  # no epoch measured: the probe
+    assert refit_speed(plan, None) == pytest.approx(487.0)

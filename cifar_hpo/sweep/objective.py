@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -70,6 +71,8 @@ from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, track
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
 #: user attribute of a trial ended before training by a config-only constraint
 INFEASIBLE_ATTR = "infeasible"
+#: user attribute: median training images/s of the trial's epochs (what the refit plans with)
+TRAIN_SPEED_ATTR = "train_images_per_sec"
 
 
 def time_to_accuracy(history: list[dict[str, Any]], target: float) -> float:
@@ -139,17 +142,26 @@ class PruningCallback(Callback):
 
 
 class ComputeMeter(Callback):
-    """Images processed and epochs run so far (the compute of a trial that ends early too)."""
+    """Images processed and epochs run so far (the compute of a trial that ends early too),
+    and the training images/s of each epoch (training time only, from the history)."""
 
     def __init__(self) -> None:
         self.images = 0
         self.epochs = 0
+        self.speeds: list[float] = []
 
     def on_train_start(self, state: TrainState) -> None:
         self.images, self.epochs = state.images_seen, state.epoch
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         self.images, self.epochs = state.images_seen, int(record["epoch"])
+        if record.get("images_per_sec"):
+            self.speeds.append(float(record["images_per_sec"]))
+
+    @property
+    def images_per_sec(self) -> float | None:
+        """Median training images/s over the epochs run (None before the first)."""
+        return statistics.median(self.speeds) if self.speeds else None
 
 
 class ModelSizes:
@@ -305,6 +317,8 @@ class Objective:
             trial.set_user_attr("images_seen", meter.images)
             trial.set_user_attr("epochs_run", meter.epochs)
             trial.set_user_attr("seconds", time.perf_counter() - t0)
+            if meter.images_per_sec is not None:  # this machine's speed for this config
+                trial.set_user_attr(TRAIN_SPEED_ATTR, meter.images_per_sec)
             if bar is not None:
                 bar.close()
             if result is None:  # ended during training: recorded above

@@ -51,7 +51,7 @@ from cifar_hpo.sweep.champion import (
     reconcile_champion,
     reconcile_rule_aliases,
 )
-from cifar_hpo.sweep.objective import Objective
+from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR, Objective
 from cifar_hpo.sweep.plan import (
     EVAL_SPEEDUP,
     SweepPlan,
@@ -574,14 +574,26 @@ def estimate_text(prep: PreparedSweep, speeds, n_trials, timeout, overrides) -> 
     )
 
 
+def refit_speed(plan: SweepPlan, best: optuna.trial.FrozenTrial | None) -> float:
+    """Training images/s to plan the refit of ``best`` with: the median its own epochs ran at
+    in this search (same machine, same config but the data share), else the plan's probe of
+    its architecture, else the probes' mean. The probe is a few steps, easily skewed by a busy
+    CPU; the trial's epochs are the better measure."""
+    observed = best.user_attrs.get(TRAIN_SPEED_ATTR) if best is not None else None
+    if observed:
+        return float(observed)
+    speed = statistics.fmean(plan.images_per_sec.values())
+    if best is not None and "model.name" in best.params:
+        speed = plan.images_per_sec.get(best.params["model.name"], speed)
+    return speed
+
+
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
     """Refit the best configuration with the epochs the time left allows (at most the
     plan's), then put the champion on it."""
     train_images, val_images = _split_sizes(prep, overrides)
     best = best_trial(prep.study)
-    speed = statistics.fmean(plan.images_per_sec.values())
-    if best is not None and "model.name" in best.params:
-        speed = plan.images_per_sec.get(best.params["model.name"], speed)
+    speed = refit_speed(plan, best)
     base = _base(prep, overrides)
     passes = tta_passes(base.tta)
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
