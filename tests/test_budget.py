@@ -295,3 +295,18 @@ def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
     assert refit_speed(plan, trial({TRAIN_SPEED_ATTR: 350.0})) == 350.0
     assert refit_speed(plan, trial({})) == 74.0  # no epoch measured: the probe
     assert refit_speed(plan, None) == pytest.approx(487.0)
+
+
+def test_throughput_probe_keeps_the_base_model_hyperparameters():
+    """Switching model.name must not drop the base's model.width: seed004's probe timed
+    airbench94 at its default width (1.97M parameters, 74 images/s) instead of 0.3."""
+    from types import SimpleNamespace
+
+    from cifar_hpo.sweep.runner import architectures
+    from cifar_hpo.sweep.spec import load_spec
+
+    spec = load_spec("seed004_under_200k", Path(__file__).resolve().parents[1] / "sweeps")
+    configs = architectures(SimpleNamespace(spec=spec), None)
+    assert {c.model.name for c in configs} == {"airbench94", "airbench"}
+    assert all(c.model.hparams["width"] == 0.3 for c in configs)
+    assert all(c.batch_size == 512 for c in configs)  # the middle batch_size choice

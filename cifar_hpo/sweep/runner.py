@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import Progress
 
-from cifar_hpo.config import TrainConfig, with_overrides
+from cifar_hpo.config import ConfigError, TrainConfig, with_overrides
 from cifar_hpo.data import CifarData, load_dataset
 from cifar_hpo.engine import make_splits
 from cifar_hpo.errors import SweepSpecError, TrackingError
@@ -495,7 +495,9 @@ class _StopOnTrackingError:
 
 def architectures(prep: PreparedSweep, overrides: dict[str, Any] | None) -> list[TrainConfig]:
     """One config per architecture the study can sample (``model.name`` choices, else the
-    base model), at the base config's batch size or the middle ``batch_size`` choice."""
+    base model), with the base config's model hyperparameters where the model takes them (so
+    ``model.width: 0.3`` is probed at width 0.3, not at the model's default), at the base
+    config's batch size or the middle ``batch_size`` choice."""
     base = _base(prep, overrides)
     names = [base.model.name]
     space = prep.spec.space
@@ -505,7 +507,14 @@ def architectures(prep: PreparedSweep, overrides: dict[str, Any] | None) -> list
     if "batch_size" in space:
         values = sorted(space["batch_size"].candidates())
         changes["batch_size"] = int(values[len(values) // 2])
-    return [with_overrides(base, {**changes, "model.name": name}) for name in names]
+    hparams = {f"model.{k}": v for k, v in base.model.hparams.items()}
+    configs = []
+    for name in names:
+        try:  # the base's model hyperparameters (e.g. model.width) where this model has them
+            configs.append(with_overrides(base, {**changes, "model.name": name, **hparams}))
+        except ConfigError:
+            configs.append(with_overrides(base, {**changes, "model.name": name}))
+    return configs
 
 
 def measure_speeds(prep: PreparedSweep, overrides, say) -> dict[str, float]:
