@@ -129,7 +129,7 @@ def test_train_writes_a_complete_run_folder_and_resume_is_a_no_op(data_dir, tmp_
     assert len(confusion) == 10 and sum(map(sum, confusion)) == 100
     report = (run / "classification_report.txt").read_text()
     assert "macro avg" in report and "airplane" in report
-    for plot in ("curves", "lr", "confusion", "per_class"):
+    for plot in ("curves", "confusion", "per_class"):  # curves: loss, accuracy and LR
         data = (run / "plots" / f"{plot}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 1000, plot
     ckpt = load_checkpoint(run / "checkpoint.pt")
