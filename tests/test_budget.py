@@ -261,19 +261,7 @@ def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
     from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
     from cifar_hpo.sweep.runner import refit_speed
 
-    plan = plan_sweep(
-        600.0,
-        images_per_sec={"airbench94": 74.0, "airbench": 900.0},
-        epochs=2,
-        train_images=4000,
-        train_fraction=1.0,
-        val_images=500,
-        tta_passes=1,
-        pruner="none",
-        min_resource=1,
-        reduction_factor=3,
-        refit_epochs=2,
-    )
+    plan = plan_sweep(600.0, **{**PLAN, "images_per_sec": {"airbench94": 74.0, "airbench": 900.0}})
 
     def trial(attrs):
         return FrozenTrial(
