@@ -137,11 +137,16 @@ def class_probabilities(
 
 
 def confusion_matrix(preds: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 (C, C) counts: rows true classes, columns predictions (as ``EvalReport``)."""
-    preds = np.asarray(preds, dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64)
-    flat = np.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
-    return flat.reshape(num_classes, num_classes)
+    """int64 (C, C) counts: rows true classes, columns predictions (as ``EvalReport``),
+    computed by torchmetrics' ``multiclass_confusion_matrix``."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+    matrix = multiclass_confusion_matrix(
+        torch.as_tensor(np.asarray(preds), dtype=torch.long),
+        torch.as_tensor(np.asarray(labels), dtype=torch.long),
+        num_classes=num_classes,
+    )
+    return matrix.numpy().astype(np.int64)
 
 
 def confusion_changes(
