@@ -52,13 +52,7 @@ def load_existing_study(study_name: str, storage: str | None = None) -> optuna.S
 
 
 def _limits_text(limits: Mapping[str, LimitSpec]) -> str:
-    parts = []
-    for name, limit in limits.items():
-        if limit.max is not None:
-            parts.append(f"{name} <= {limit.max:,.6g}")
-        if limit.min is not None:
-            parts.append(f"{name} >= {limit.min:,.6g}")
-    return " and ".join(parts)
+    return " and ".join(limit.describe(name) for name, limit in limits.items())
 
 
 def choose_trial(

@@ -53,7 +53,6 @@ from cifar_hpo.sweep.spec import (
     CONFIG_MEASURES,
     TIME_TO_ACC,
     VALIDATION_METRICS,
-    LimitSpec,
     SweepSpec,
     suggest,
 )
@@ -361,7 +360,7 @@ class Objective:
                 raise TrialFailed(reason)
             measures.update(trained_measures(result, int(measures["macs"])))
             if self.wants_latency:
-                measures["latency_ms"] = _latency_ms(result.model)
+                measures["latency_ms"] = measure_latency_ms(result.model)
             values = self._values(measures, result.history)
             trial.set_user_attr(MEASURES_ATTR, measures)
             after = tuple(n for n in self.spec.constraints if n not in CONFIG_MEASURES)
@@ -406,7 +405,7 @@ class Objective:
             value = measures[name]
             trial.set_constraint(name, limit.violation(value))
             if not limit.holds(value):
-                broken.append(f"{name} {value:,.6g} outside {_limit_text(limit)}")
+                broken.append(f"{name} {value:,.6g}: not {limit.describe(name)}")
         return broken
 
     def _end_untrained(
@@ -425,7 +424,7 @@ class Objective:
                 model = create_model(
                     config.model.name, self.data.num_classes, **config.model.hparams
                 )
-                measures["latency_ms"] = _latency_ms(model)
+                measures["latency_ms"] = measure_latency_ms(model)
             values = self._values(measures, [])
             trial.set_user_attr(MEASURES_ATTR, measures)
             trial.set_user_attr(INFEASIBLE_ATTR, reason)
@@ -457,20 +456,6 @@ class Objective:
             if within and not any(rule_holds(study, t, limits) for t in better):
                 return True  # the best so far within this rule
         return False
-
-
-def _latency_ms(model) -> float:
-    """Batch-1 CPU latency of ``model`` (:func:`cifar_hpo.latency.measure_latency_ms`)."""
-    return float(measure_latency_ms(model))
-
-
-def _limit_text(limit: LimitSpec) -> str:
-    parts = []
-    if limit.min is not None:
-        parts.append(f"min {limit.min:,.6g}")
-    if limit.max is not None:
-        parts.append(f"max {limit.max:,.6g}")
-    return " and ".join(parts)
 
 
 def _drop_checkpoints(*paths: Path | None) -> None:

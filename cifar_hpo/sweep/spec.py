@@ -189,6 +189,15 @@ class LimitSpec(_Strict):
             gaps.append((self.min - value) / max(abs(self.min), 1e-12))
         return max(gaps)
 
+    def describe(self, name: str) -> str:
+        """``params <= 200,000`` (and/or ``>=``)."""
+        parts = []
+        if self.max is not None:
+            parts.append(f"{name} <= {self.max:,.6g}")
+        if self.min is not None:
+            parts.append(f"{name} >= {self.min:,.6g}")
+        return " and ".join(parts)
+
     def holds(self, value: float | None) -> bool:
         """Whether ``value`` (None: not measured) is within the limit."""
         return value is not None and self.violation(value) <= 0
