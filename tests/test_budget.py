@@ -250,6 +250,10 @@ def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, da
     text = readme.read_text()
     assert "**Study `tinyv` with `--budget 40s`**" in text and "difference **" in text
     assert "Command: `python bench/sweep_value.py --study tinyv" in text
+    states = report["study"]["states"]
+    assert sum(states.values()) >= 1 and set(states) <= {"complete", "pruned", "fail"}
+    assert f"Trials: {states.get('complete', 0)} complete" in text
+    assert "Targets (issue 12): study within 1 min: met" in text
 
 
 def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
