@@ -510,7 +510,7 @@ def studies_cmd(
         typer.Option(help="Show this study's leaderboard: its best trials, ranked."),
     ] = None,
     top: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="Leaderboard rows [default: 10].")
+        int | None, typer.Option(metavar="N", help="Leaderboard rows, >= 1 [default: 10].")
     ] = None,
     sort: Annotated[
         str | None,
@@ -538,7 +538,11 @@ def studies_cmd(
 
     store = make_storage(storage)
     if study is None:
-        given = [f"--{n}" for n, v in (("top", top), ("sort", sort), ("param", param)) if v]
+        given = [
+            f"--{n}"
+            for n, v in (("top", top), ("sort", sort), ("param", param))
+            if v not in (None, [], ())
+        ]
         if given or ascending is not None:
             raise UserError(f"{', '.join(given) or '--ascending/--descending'} needs --study S")
         _print_study_list(store)
@@ -549,7 +553,7 @@ def studies_cmd(
     board = leaderboard(
         load_stored_study(study, store),
         sort=sort,
-        top=top or 10,
+        top=10 if top is None else top,
         descending=None if ascending is None else not ascending,
         params=param,
     )

@@ -75,6 +75,18 @@ SPECS = {
     "batch_zero": _spec(space={"batch_size": {"type": "int", "low": 0, "high": 64}}),
     "bad_sampler": _spec(sampler={"name": "bayes"}),
     "keep": _spec(),
+    "mo_pruner": _spec(
+        objective=[{"metric": "val_acc"}, {"metric": "params"}], pruner={"name": "median"}
+    ),
+    "mo_cmaes": _spec(
+        objective=[{"metric": "val_acc"}, {"metric": "params"}], sampler={"name": "cmaes"}
+    ),
+    "bad_metric": _spec(objective=[{"metric": "accuracy"}]),
+    "wrong_direction": _spec(
+        objective=[{"metric": "val_acc"}, {"metric": "params", "direction": "maximize"}],
+        pruner={"name": "none"},
+    ),
+    "bad_constraint": _spec(constraints={"size": {"max": 1}}),
     "nonfinite": _spec(
         space={"optim.lr": {"type": "float", "low": 0.01, "high": 1e30, "log": True}},
         enqueue=[{"optim.lr": 1e30}, {"optim.lr": 0.05}],
@@ -398,6 +410,56 @@ CATALOGUE = [
         "journal file under a file",
         _sweep("keep", "--storage", "journal:blocker/keep.log"),
         ["cannot open journal storage 'blocker/keep.log'", "'blocker' is a file, not a folder"],
+        {},
+    ),
+    (
+        "pruner with several objectives",
+        _sweep("mo_pruner"),
+        ["pruner median needs a single objective", "use pruner: {name: none}"],
+        {},
+    ),
+    (
+        "cmaes with several objectives",
+        _sweep("mo_cmaes"),
+        ["sampler cmaes optimizes one objective", "tpe, nsga2"],
+        {},
+    ),
+    ("unknown objective metric", _sweep("bad_metric"), ["'accuracy'", "val_acc", "params"], {}),
+    (
+        "wrong objective direction",
+        _sweep("wrong_direction"),
+        ["objective params must be minimized"],
+        {},
+    ),
+    ("unknown constraint measure", _sweep("bad_constraint"), ["'size'", "params"], {}),
+    (
+        "best: trial not in the study",
+        ["best", "--study", "keep", "--trial", "7"],
+        ["--trial 7: not in the study", "completed trials of 'keep' (best first): 0"],
+        {},
+    ),
+    (
+        "best: no trial within the limit",
+        ["best", "--study", "keep", "--max-params", "10"],
+        ["no completed feasible trial of 'keep'", "10"],
+        {},
+    ),
+    (
+        "compare: unknown run",
+        ["compare", "nosuch", "other"],
+        ["unknown run 'nosuch'", "MLflow run id (32 hex digits)"],
+        {},
+    ),
+    (
+        "leaderboard: unknown sort key",
+        ["studies", "--study", "keep", "--top", "5", "--sort", "size"],
+        ["unknown sort key 'size' for study 'keep'; allowed: value"],
+        {},
+    ),
+    (
+        "leaderboard: --top 0",
+        ["studies", "--study", "keep", "--top", "0"],
+        ["--top must be >= 1, got 0"],
         {},
     ),
 ]
