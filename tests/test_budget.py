@@ -20,7 +20,12 @@ from cifar_hpo.cli import app
 from cifar_hpo.errors import SweepSpecError
 from cifar_hpo.export import load_classifier
 from cifar_hpo.sweep.budget import BUDGET_ATTR, budget_clock, parse_duration
-from cifar_hpo.sweep.plan import MIN_TRIALS, plan_sweep
+from cifar_hpo.sweep.plan import (
+    MIN_TRAIN_TO_VAL,
+    MIN_TRIALS,
+    plan_sweep,
+    successive_halving_rungs,
+)
 from cifar_hpo.throughput import ThroughputCache
 
 runner = CliRunner()
@@ -59,12 +64,30 @@ def test_plan_respects_the_budget(budget):
     plan = plan_sweep(budget, **PLAN)
     assert plan.search_s + plan.refit_s <= budget
     assert plan.expected_trials * plan.trial_s <= plan.search_s
-    assert plan.rungs == [1, 3] and plan.epochs == 5
+    assert 3 <= plan.epochs <= 5 and plan.rungs == successive_halving_rungs(1, 3, plan.epochs)
     full_epoch = 45_000 / 1900 + 5_000 * 2 / (1900 * 3)  # mean speed 1,900 images/s
     assert plan.refit_epochs <= 10 and plan.refit_epochs * full_epoch <= plan.refit_s
     if plan.train_fraction < 0.4:  # small budgets: fidelity lowered to fit enough trials
         assert plan.expected_trials >= MIN_TRIALS - 1 or plan.train_fraction == 0.05
     assert "\n".join(plan.lines()).startswith("plan: budget")
+
+
+def test_small_budgets_lower_the_epochs_before_validation_outweighs_training():
+    """Validation scores the whole hold-out (with TTA) every epoch whatever the share, so the
+    plan lowers the share only while an epoch's training still costs MIN_TRAIN_TO_VAL x its
+    validation, then the epochs (to half the spec's, rungs following), then the share again.
+    The plan before this lowered the share alone, down to 5 % (trials that mostly validated)."""
+    val_s = 5_000 * 2 / (1_900 * 3)  # one validation pass at the mean speed
+    floor = MIN_TRAIN_TO_VAL * val_s * 1_900 / 45_000
+    mid = plan_sweep(130.0, **PLAN)
+    assert mid.train_fraction == pytest.approx(floor)
+    assert mid.epochs == 3 and mid.rungs == [1]
+    assert any("search epochs lowered from 5 to 3" in n for n in mid.notes)
+    assert mid.expected_trials >= MIN_TRIALS - 1
+    tiny = plan_sweep(100.0, **PLAN)
+    assert tiny.epochs == 3 and 0.05 <= tiny.train_fraction < floor
+    big = plan_sweep(3600.0, **PLAN)
+    assert big.epochs == 5 and big.train_fraction == 0.4 and not big.notes
 
 
 def test_plan_lowers_fidelity_only_when_too_few_trials_fit():

@@ -17,8 +17,14 @@ successive halving with minimum resource ``r0`` and reduction factor ``eta`` a t
 unpruned (an upper bound).
 
 Fidelity fitting: when fewer than ``MIN_TRIALS`` trial-equivalents fit in the search time, the
-training share per epoch is reduced (down to ``MIN_TRAIN_FRACTION``), keeping the epoch count
-and therefore every trial's LR schedule shape.
+cheapest loss of information goes first:
+
+1. the training share per epoch is lowered, but only while an epoch's training still costs at
+   least ``MIN_TRAIN_TO_VAL`` x its validation pass (the hold-out is scored whole, with TTA,
+   every epoch: below that point a trial mostly validates and its ranking is noise);
+2. then the search epochs are lowered, down to half the spec's (``MIN_EPOCH_SHARE``; every
+   trial's LR schedule spans the epochs it is planned to reach, and the rungs follow);
+3. only then the share goes lower, down to ``MIN_TRAIN_FRACTION``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from cifar_hpo.sweep.budget import format_minutes
 EVAL_SPEEDUP = 3.0  # forward-only images/s relative to training images/s
 MIN_TRIALS = 8  # trial-equivalents the search should hold before fidelity is reduced
 MIN_TRAIN_FRACTION = 0.05
+MIN_TRAIN_TO_VAL = 2.0  # an epoch's training seconds per validation second, before epochs go
+MIN_EPOCH_SHARE = 0.5  # search epochs may be lowered to this share of the spec's
 DEFAULT_REFIT_SHARE = 0.25
 #: seconds per trial outside training (MLflow run, plots, Optuna storage; a top-k model logged)
 TRIAL_OVERHEAD_S = 2.0
@@ -125,6 +133,15 @@ def epoch_seconds(images: int, images_per_sec: float, val_images: int, tta_passe
     return train + val
 
 
+def fitting_fraction(costs, fraction: float, epochs: int, trial_s: float) -> float:
+    """The training share at which a trial of ``epochs`` costs ``trial_s`` seconds (a trial's
+    cost is linear in the share: validation and overhead do not shrink); at most ``fraction``,
+    0 when even validation alone costs more."""
+    fixed = costs(0.0, epochs)[1]
+    per_fraction = (costs(fraction, epochs)[1] - fixed) / fraction
+    return min(fraction, max(0.0, (trial_s - fixed) / per_fraction))
+
+
 def plan_sweep(
     budget_s: float,
     *,
@@ -162,32 +179,49 @@ def plan_sweep(
     refit_s = (budget_s - reserve_s) * refit_share
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband")
-    eta = reduction_factor
-    rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
+    eta, spec_epochs = reduction_factor, epochs
     mean_speed = statistics.fmean(images_per_sec.values())
     slowest = min(images_per_sec.values())
-    per_trial_epochs = expected_epochs(rungs, eta, epochs, pruned)
 
-    def costs(fraction: float) -> tuple[int, float, float]:
+    def costs(fraction: float, epochs: int) -> tuple[int, float, float]:
+        """(images per epoch, expected seconds of a trial, seconds of an unpruned one)."""
+        rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
         images = int(train_images * fraction)
         one = epoch_seconds(images, mean_speed, val_images, tta_passes)
         worst = epoch_seconds(images, slowest, val_images, tta_passes)
-        return images, per_trial_epochs * one + TRIAL_OVERHEAD_S, epochs * worst
+        trial = expected_epochs(rungs, eta, epochs, pruned) * one + TRIAL_OVERHEAD_S
+        return images, trial, epochs * worst
 
-    fraction = train_fraction
-    images, trial_s, full_s = costs(fraction)
-    fits = search_s / trial_s
-    if fits < MIN_TRIALS and fraction > MIN_TRAIN_FRACTION:
-        # trial_s(f) = f * per_fraction + fixed (validation and overhead do not shrink)
-        fixed = costs(0.0)[1]
-        per_fraction = (trial_s - fixed) / fraction
-        wanted = (search_s / MIN_TRIALS - fixed) / per_fraction
-        fraction = min(fraction, max(MIN_TRAIN_FRACTION, wanted))
-        images, trial_s, full_s = costs(fraction)
-        notes.append(
-            f"data.train_fraction lowered from {train_fraction:.3g} to {fraction:.3g} so that "
-            f"~{MIN_TRIALS} trials fit in the search time"
+    fraction, wanted_trial_s = train_fraction, search_s / MIN_TRIALS
+    images, trial_s, full_s = costs(fraction, epochs)
+    if trial_s > wanted_trial_s:
+        # 1. the share, while training still outweighs validation MIN_TRAIN_TO_VAL times
+        val_s = epoch_seconds(0, mean_speed, val_images, tta_passes)
+        floor = max(MIN_TRAIN_FRACTION, MIN_TRAIN_TO_VAL * val_s * mean_speed / train_images)
+        fraction = max(
+            min(fraction, floor), fitting_fraction(costs, fraction, epochs, wanted_trial_s)
         )
+        # 2. the epochs, down to MIN_EPOCH_SHARE of the spec's
+        lowest = max(1, math.ceil(MIN_EPOCH_SHARE * epochs))
+        while epochs > lowest and costs(fraction, epochs)[1] > wanted_trial_s:
+            epochs -= 1
+        # 3. the share again, down to MIN_TRAIN_FRACTION
+        if costs(fraction, epochs)[1] > wanted_trial_s:
+            fraction = max(
+                MIN_TRAIN_FRACTION, fitting_fraction(costs, fraction, epochs, wanted_trial_s)
+            )
+        images, trial_s, full_s = costs(fraction, epochs)
+        if fraction < train_fraction:
+            notes.append(
+                f"data.train_fraction lowered from {train_fraction:.3g} to {fraction:.3g} so "
+                f"that ~{MIN_TRIALS} trials fit in the search time"
+            )
+        if epochs < spec_epochs:
+            notes.append(
+                f"search epochs lowered from {spec_epochs} to {epochs} so that more trials fit "
+                "without a training share too small for its validation pass"
+            )
+    rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")

@@ -382,6 +382,8 @@ def run_sweep(
         for line in plan.lines():
             say(line)
         trial_overrides["data.train_fraction"] = plan.train_fraction
+        if plan.epochs < _base(prep, overrides).epochs:  # lowered to fit the budget
+            trial_overrides["epochs"] = plan.epochs
         study.pruner = planned_pruner(prep.spec, plan)
         search_end = clock.used_s + plan.search_s
         timeout = min(timeout or math.inf, max(1.0, plan.search_s))
@@ -549,7 +551,7 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
     return plan_sweep(
         budget_s,
         images_per_sec=speeds,
-        epochs=spec.budget.epochs,
+        epochs=max(1, math.ceil(base.epochs)),
         train_images=train_images,
         train_fraction=base.data.train_fraction,
         val_images=val_images,
@@ -567,7 +569,8 @@ def planned_pruner(spec: SweepSpec, plan: SweepPlan) -> optuna.pruners.BasePrune
     pruner = spec.pruner.model_copy(
         update={"min_resource": plan.rungs[0], "reduction_factor": plan.reduction_factor}
     )
-    return build_pruner(spec.model_copy(update={"pruner": pruner}))
+    budget = spec.budget.model_copy(update={"epochs": plan.epochs})
+    return build_pruner(spec.model_copy(update={"pruner": pruner, "budget": budget}))
 
 
 def estimate_text(prep: PreparedSweep, speeds, n_trials, timeout, overrides) -> str:
