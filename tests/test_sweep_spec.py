@@ -56,13 +56,43 @@ def test_good_spec_and_shipped_studies_validate():
     assert spec.base_config().epochs == 2
     assert spec.base_config().data.train_fraction == 0.5
     shipped = sorted(p.stem for p in Path("sweeps").glob("*.yaml") if p.stem != "recipes")
-    assert {"quick", "baseline", "gpu", "seed000", "seed004_under_200k"} <= set(shipped)
+    assert {"quick", "baseline", "gpu", "seed004_under_200k"} <= set(shipped)
+    assert {"seed000", "seed001", "seed002", "seed003"} <= set(shipped)
     for name in shipped:
         assert load_spec(name).space
     seed004 = load_spec("seed004_under_200k")
     assert seed004.metric_names == ["val_acc", "params"]
     assert seed004.constraints["params"].max == 200_000
     assert "champion-under-200k" in seed004.rules
+
+
+@pytest.mark.parametrize(
+    ("study", "recipe"),
+    [
+        ("seed000", "seed000-cnn"),
+        ("seed001", "seed001-cnn"),
+        ("seed002", "seed002-cifarnet"),
+        ("seed003", "seed003-resnet18"),
+        ("baseline", "airbench94"),
+    ],
+)
+def test_per_seed_studies_start_from_the_seeds_recipe(study, recipe):
+    """Trial 0 of each per-seed study (its base plus the first enqueued config) is the seed's
+    recipe of sweeps/recipes.yaml: same model, optimizer, schedule, augmentation and values
+    (a weight decay of 0 enters as the log range's floor); only the hold-out differs."""
+    from cifar_hpo.config import with_overrides
+    from cifar_hpo.reproduce.recipes import recipe_config
+    from cifar_hpo.tracking import resolved_params  # model hyperparameters' defaults included
+
+    spec = load_spec(study)
+    trial0 = resolved_params(with_overrides(spec.base_config(), spec.enqueue[0]))
+    published = resolved_params(recipe_config(recipe, Path("sweeps") / "recipes.yaml"))
+    keys = {*spec.base, *spec.enqueue[0]} - {"data.val_fraction", "seed"}
+    for key in sorted(keys):
+        want = published[key]
+        if key == "optim.wd" and want == 0:
+            want = spec.space["optim.wd"].low
+        assert trial0[key] == want, (key, trial0[key], want)
 
 
 @pytest.mark.parametrize(
