@@ -452,6 +452,12 @@ def sweep_cmd(
             f"champion: trial {best.number}'s configuration refit for {refit['epochs']:g} "
             f"epochs on the whole training split, test acc {refit['test_acc']:.4f}"
         )
+    reference = outcome.study.user_attrs.get("reference_refit") or {}
+    if reference.get("test_acc") is not None:
+        console.print(
+            f"reference recipe: trial {reference['trial']}'s configuration refit for "
+            f"{reference['epochs']:g} epochs, test acc {reference['test_acc']:.4f}"
+        )
     console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
     if outcome.interrupted:
         err_console.print("interrupted: the running trial was recorded; re-run to continue")
@@ -717,6 +723,15 @@ def best_cmd(
             "refit",
             f"{r['epochs']:g} epochs on the whole training split: validation {val}, "
             f"test {100 * (r.get('test_acc') or 0):.2f} % (the champion)",
+        )
+    if best.reference:
+        r = best.reference
+        val = f"{100 * r['val_acc']:.2f} %" if r.get("val_acc") is not None else "-"
+        table.add_row(
+            "reference recipe",
+            f"trial {r['trial']}: {r['search_value']:.4f} at search fidelity; refit "
+            f"{r['epochs']:g} epochs: validation {val}, "
+            f"test {100 * (r.get('test_acc') or 0):.2f} %",
         )
     table.add_row("mlflow run", best.run_id or "-")
     table.add_row("registry", f"cifar-hpo-{study} v{best.registry_version or '-'}")

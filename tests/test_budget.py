@@ -245,6 +245,42 @@ def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_reference_recipe_is_refit_with_the_champions_epochs(tmp_path, data_dir, monkeypatch):
+    """budget.refit_reference: after the champion's refit the reference recipe (the first
+    enqueued config, trial 0) is refit with the same epochs, as a refit-reference run without a
+    model; `best` and the parent run show both. When trial 0 is the champion, its one refit is
+    both."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "sweeps").mkdir()
+    spec = {**SPEC, "budget": {**SPEC["budget"], "refit_reference": True}}
+    spec["enqueue"] = [{"optim.lr": 0.01}]
+    Path("sweeps", "tinyr.yaml").write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["sweep", "--study", "tinyr", "--budget", "50s", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "then the reference recipe with the same epochs" in result.output
+    study = optuna.load_study(study_name="tinyr", storage="sqlite:///studies/optuna.db")
+    refit, reference = study.user_attrs["refit"], study.user_attrs["reference_refit"]
+    assert study.trials[0].params == {"optim.lr": 0.01} and reference["trial"] == 0
+    assert reference["epochs"] == refit["epochs"] and reference["test_acc"] is not None
+    client = MlflowClient()
+    if study.best_trial.number == 0:
+        assert reference == refit
+    else:
+        run = client.get_run(reference["run_id"])
+        assert run.data.tags["cifar_hpo.role"] == "refit-reference"
+        assert run.info.status == "FINISHED" and "cifar_hpo.model_id" not in run.data.tags
+        assert run.data.metrics["test_acc"] == pytest.approx(reference["test_acc"])
+        champion = client.get_model_version_by_alias("cifar-hpo-tinyr", "champion")
+        assert champion.tags["cifar_hpo.model_id"] == refit["model_id"]
+    parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
+    assert parent.data.metrics["reference_refit_test_acc"] == pytest.approx(reference["test_acc"])
+    assert parent.data.metrics["refit_test_acc"] == pytest.approx(refit["test_acc"])
+    shown = runner.invoke(app, ["best", "--study", "tinyr"])
+    assert shown.exit_code == 0 and "reference recipe" in shown.output, shown.output
+
+
 def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, data_dir):
     """bench/sweep_value.py on tiny data: a budgeted study, then the recipe alone; the README
     block holds both test accuracies, minutes and the difference, stamped."""

@@ -20,7 +20,7 @@ from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
 from cifar_hpo.sweep.champion import CHAMPION_ATTR
 from cifar_hpo.sweep.ranking import best_trial, primary_value, ranked_trials, rule_pick
-from cifar_hpo.sweep.refit import REFIT_ATTR
+from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR
 from cifar_hpo.sweep.spec import LimitSpec
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, load_stored_study, make_storage
 from cifar_hpo.tracking import WEIGHTS_FILE
@@ -40,6 +40,8 @@ class BestTrial:
     refit: dict[str, Any] | None  # the refit of this trial's configuration (see sweep.refit)
     test_acc: float | None
     user_attrs: dict[str, Any]
+    #: the study's reference recipe refit with the champion's epochs (``budget.refit_reference``)
+    reference: dict[str, Any] | None = None
 
 
 def load_existing_study(study_name: str, storage: str | None = None) -> optuna.Study:
@@ -132,6 +134,7 @@ def find_best(
         test_acc=refit["test_acc"] if refit else best.user_attrs.get("test_acc"),
         user_attrs=dict(best.user_attrs),
         refit=refit,
+        reference=study.user_attrs.get(REFERENCE_REFIT_ATTR) or None,
     )
 
 

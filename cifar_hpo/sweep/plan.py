@@ -66,6 +66,7 @@ class SweepPlan:
             architecture.
         expected_trials: search trials expected to fit.
         refit_epochs: epochs of the refit on the whole training split.
+        refit_runs: refits planned with those epochs (2 with the reference recipe's).
         notes: fitting decisions, one line each.
     """
 
@@ -83,6 +84,7 @@ class SweepPlan:
     expected_trials: int
     refit_epochs: float
     notes: list[str] = field(default_factory=list)
+    refit_runs: int = 1
 
     def lines(self) -> list[str]:
         """The plan as printed before trial 1."""
@@ -96,7 +98,8 @@ class SweepPlan:
             f"{', '.join(map(str, self.rungs))} (reduction factor {self.reduction_factor})",
             f"  expected: ~{self.expected_trials} trials of ~{format_minutes(self.trial_s)} "
             f"(an unpruned one up to {format_minutes(self.full_trial_s)}); refit: "
-            f"{self.refit_epochs:g} epochs on the whole training split",
+            f"{self.refit_epochs:g} epochs on the whole training split"
+            + (", then the reference recipe with the same epochs" if self.refit_runs > 1 else ""),
         ]
         return out + [f"  note: {n}" for n in self.notes]
 
@@ -156,6 +159,7 @@ def plan_sweep(
     reduction_factor: int,
     refit_epochs: float,
     refit_share: float = DEFAULT_REFIT_SHARE,
+    refit_runs: int = 1,
 ) -> SweepPlan:
     """Plan a study of ``budget_s`` seconds on this machine.
 
@@ -168,6 +172,8 @@ def plan_sweep(
         pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
         refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
         refit_share: share of the budget kept for the refit.
+        refit_runs: refits sharing that time with the same epochs (2: the champion's and the
+            reference recipe's).
 
     Raises:
         ValueError: no architecture speed, or a budget <= 0.
@@ -226,7 +232,7 @@ def plan_sweep(
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
     full_epoch_s = epoch_seconds(train_images, mean_speed, val_images, tta_passes)
-    refit_fit = refit_s / full_epoch_s
+    refit_fit = refit_s / (full_epoch_s * max(1, refit_runs))
     refit = min(float(refit_epochs), math.floor(refit_fit * 10) / 10)
     if refit < refit_epochs:
         notes.append(
@@ -250,4 +256,5 @@ def plan_sweep(
         expected_trials=expected,
         refit_epochs=refit,
         notes=notes,
+        refit_runs=max(1, refit_runs),
     )

@@ -7,6 +7,11 @@ as a child run of the study's parent tagged ``cifar_hpo.role = refit``, scores v
 test once, logs its model and records it on the study (``refit`` user attribute), so that the
 registry's ``champion`` (see :func:`cifar_hpo.sweep.champion.reconcile_champion`) and
 ``cifar-hpo best --export`` use the refit model rather than the low-fidelity trial's.
+
+With ``budget.refit_reference`` the study's reference recipe (its first enqueued config, see
+:func:`reference_trial`) is refit too, with the champion's epochs, as a ``refit-reference`` run
+without a logged model (``reference_refit`` user attribute): the bar the champion is compared
+with at equal fidelity (issue 12).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
 #: study user attribute: {"trial", "run_id", "model_id", "epochs", "val_acc", "test_acc",
 #: "search_value", "seconds"}
 REFIT_ATTR = "refit"
+#: study user attribute: the reference recipe's refit, same keys as ``refit``
+REFERENCE_REFIT_ATTR = "reference_refit"
 
 
 @dataclass
@@ -50,6 +57,17 @@ def refit_config(base: TrainConfig, params: dict[str, Any], epochs: float) -> Tr
     return with_overrides(base, {**params, "data.train_fraction": 1.0, "epochs": epochs})
 
 
+def reference_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The study's reference recipe: the first completed trial whose parameters were enqueued
+    (the spec's first ``enqueue`` entry runs first), or None."""
+    enqueued = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.system_attrs.get("fixed_params")
+    ]
+    return min(enqueued, key=lambda t: t.number) if enqueued else None
+
+
 def refit_best(
     study: optuna.Study,
     base: TrainConfig,
@@ -59,27 +77,32 @@ def refit_best(
     tracker: Tracker | NullTracker,
     parent_run_id: str | None,
     callbacks: list | None = None,
+    trial: optuna.trial.FrozenTrial | None = None,
+    reference: bool = False,
 ) -> RefitResult | None:
-    """Retrain the study's best trial's configuration for ``epochs`` epochs on the whole
-    training split, tracked as a ``refit`` child run with its model logged, and record it on
-    the study. Returns None when there is no completed trial or ``epochs`` <= 0.
+    """Retrain the study's best trial's configuration (or ``trial``'s) for ``epochs`` epochs on
+    the whole training split, tracked as a ``refit`` child run with its model logged, and record
+    it on the study (``refit``). ``reference=True``: the reference recipe's refit, a
+    ``refit-reference`` run without a model, recorded as ``reference_refit``. Returns None when
+    there is no completed trial or ``epochs`` <= 0.
 
     Raises:
         Exception: what training raised (the refit run is ended FAILED first).
     """
-    best = best_trial(study)
+    best = trial if trial is not None else best_trial(study)
     if best is None or epochs <= 0:
         return None
     config = refit_config(base, dict(best.params), epochs)
+    role = "refit-reference" if reference else "refit"
     tags = {
         "cifar_hpo.study": study.study_name,
-        "cifar_hpo.role": "refit",
+        "cifar_hpo.role": role,
         "cifar_hpo.trial": str(best.number),
     }
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     run = tracker.start_run(
-        experiment_name(study.study_name), f"refit-trial-{best.number}", tags, config
+        experiment_name(study.study_name), f"{role}-trial-{best.number}", tags, config
     )
     splits = make_splits(config, data)
     run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
@@ -89,7 +112,7 @@ def refit_best(
         if result.status == "diverged":
             run.end(RunOutcome.FAILED, result.message)
             return None
-        model_id = run.log_model(result, data.mean, data.std)
+        model_id = None if reference else run.log_model(result, data.mean, data.std)
         run.log_metrics({"search_value": primary_value(best)}, step=len(result.history))
     run.end(RunOutcome.COMPLETE)
     refit = RefitResult(
@@ -102,5 +125,5 @@ def refit_best(
         search_value=primary_value(best),
         seconds=result.seconds,
     )
-    study.set_user_attr(REFIT_ATTR, refit.as_attr())
+    study.set_user_attr(REFERENCE_REFIT_ATTR if reference else REFIT_ATTR, refit.as_attr())
     return refit

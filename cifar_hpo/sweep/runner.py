@@ -60,7 +60,13 @@ from cifar_hpo.sweep.plan import (
     plan_sweep,
 )
 from cifar_hpo.sweep.ranking import primary_value
-from cifar_hpo.sweep.refit import refit_best
+from cifar_hpo.sweep.refit import (
+    REFERENCE_REFIT_ATTR,
+    REFIT_ATTR,
+    RefitResult,
+    reference_trial,
+    refit_best,
+)
 from cifar_hpo.sweep.report import best_trial, state_counts, study_plots, study_summary
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
 from cifar_hpo.sweep.storage import (
@@ -475,6 +481,11 @@ def finish_parent(study: optuna.Study, tracker: Tracker, run_id: str, status: st
             metrics = {f"trials_{s.lower()}": n for s, n in summary["counts"].items()}
             if summary["best_value"] is not None:
                 metrics["best_value"] = summary["best_value"]
+            for attr, prefix in ((REFIT_ATTR, "refit"), (REFERENCE_REFIT_ATTR, "reference_refit")):
+                refit = study.user_attrs.get(attr) or {}
+                for key in ("search_value", "val_acc", "test_acc", "epochs"):
+                    if refit.get(key) is not None:
+                        metrics[f"{prefix}_{key}"] = float(refit[key])
             Path(tmp, "study_summary.json").write_text(json.dumps(summary, indent=1, default=str))
             if summary["pareto_front"] is not None:  # the front as its own table
                 front = json.dumps(summary["pareto_front"], indent=1, default=str)
@@ -561,6 +572,7 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
         reduction_factor=spec.pruner.reduction_factor,
         refit_epochs=spec.budget.refit_epochs or spec.budget.epochs,
         refit_share=spec.budget.refit_share,
+        refit_runs=2 if spec.budget.refit_reference and spec.enqueue else 1,
     )
 
 
@@ -602,15 +614,20 @@ def refit_speed(plan: SweepPlan, best: optuna.trial.FrozenTrial | None) -> float
 
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
     """Refit the best configuration with the epochs the time left allows (at most the
-    plan's), then put the champion on it."""
+    plan's), then put the champion on it; with ``budget.refit_reference``, then the reference
+    recipe's configuration with the same epochs (unless it is the champion's)."""
     train_images, val_images = _split_sizes(prep, overrides)
     best = best_trial(prep.study)
+    reference = reference_trial(prep.study) if plan.refit_runs > 1 else None
+    if reference is not None and best is not None and reference.number == best.number:
+        reference = None  # the champion is the reference recipe: one refit is both
     speed = refit_speed(plan, best)
     base = _base(prep, overrides)
     passes = tta_passes(base.tta)
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
     test_s = len(prep.data.test_labels) * passes / (speed * EVAL_SPEEDUP)
-    fits = (clock.left_s * 0.97 - test_s - end_reserve(clock.total_s)) / epoch_s
+    runs = 2 if reference is not None else 1
+    fits = (clock.left_s * 0.97 - runs * test_s - end_reserve(clock.total_s)) / (runs * epoch_s)
     epochs = min(plan.refit_epochs, math.floor(max(fits, 0.0) * 10) / 10)
     if best is None or epochs < 0.1:
         say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
@@ -620,12 +637,32 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
         prep.study, base, prep.data, epochs, tracker=prep.tracker, parent_run_id=prep.parent_run_id
     )
     if result is not None:
-        test = f"{100 * result.test_acc:.2f} %" if result.test_acc is not None else "-"
-        val = f"{100 * result.val_acc:.2f} %" if result.val_acc is not None else "-"
-        say(
-            f"refit: validation {val}, test {test} (trial {result.trial}: "
-            f"{result.search_value:.4f} at search fidelity), {format_minutes(result.seconds)}"
+        say(_refit_line("refit", result))
+    if reference is not None:
+        say(f"refit: the reference recipe (trial {reference.number}), {epochs:g} epochs")
+        bar = refit_best(
+            prep.study,
+            base,
+            prep.data,
+            epochs,
+            tracker=prep.tracker,
+            parent_run_id=prep.parent_run_id,
+            trial=reference,
+            reference=True,
         )
+        if bar is not None:
+            say(_refit_line("reference refit", bar))
+    elif plan.refit_runs > 1 and result is not None:  # the champion is the reference recipe
+        prep.study.set_user_attr(REFERENCE_REFIT_ATTR, result.as_attr())
+
+
+def _refit_line(what: str, result: RefitResult) -> str:
+    test = f"{100 * result.test_acc:.2f} %" if result.test_acc is not None else "-"
+    val = f"{100 * result.val_acc:.2f} %" if result.val_acc is not None else "-"
+    return (
+        f"{what}: validation {val}, test {test} (trial {result.trial}: "
+        f"{result.search_value:.4f} at search fidelity), {format_minutes(result.seconds)}"
+    )
 
 
 def _printer(console: Console | None):

@@ -247,6 +247,9 @@ class BudgetSpec(_Strict):
         refit_share: share of the budget kept for the refit of the best configuration.
         refit_epochs: the refit's epochs on the whole training split (capped by the time
             left); None: ``epochs``.
+        refit_reference: also refit the first enqueued config (the study's reference recipe)
+            with the champion's epochs, as the bar the champion is compared with; the refit
+            time is then shared by the two refits (skipped when the reference is the champion).
     """
 
     epochs: int = Field(4, ge=1)
@@ -254,6 +257,7 @@ class BudgetSpec(_Strict):
     minutes: float | None = Field(None, gt=0.0)
     refit_share: float = Field(0.25, ge=0.0, lt=1.0)
     refit_epochs: float | None = Field(None, gt=0.0)
+    refit_reference: bool = False
 
 
 class SweepSpec(_Strict):
