@@ -82,6 +82,7 @@ def study_report(study: optuna.Study, rules: dict | None = None) -> dict[str, An
             else None,
         },
         "refit": refit if best is not None and refit.get("trial") == best.number else None,
+        "reference_refit": study.user_attrs.get("reference_refit"),
         "rules": {
             alias: (pick.number if (pick := rule_pick(study, limits)) is not None else None)
             for alias, limits in (rules or {}).items()
@@ -145,6 +146,16 @@ def render(
             f"Refit of that configuration on the whole training split ({refit['epochs']:g} "
             f"epochs, {refit['seconds'] / 60:.1f} min), the registered champion: validation "
             f"{val}, test **{test}**.",
+        ]
+    reference = report.get("reference_refit")
+    if reference:
+        val = "-" if reference.get("val_acc") is None else f"{100 * reference['val_acc']:.2f} %"
+        test = "-" if reference.get("test_acc") is None else f"{100 * reference['test_acc']:.2f} %"
+        lines += [
+            "",
+            f"The reference recipe (trial {reference['trial']}, "
+            f"{100 * reference['search_value']:.2f} % at search fidelity) refit with the same "
+            f"{reference['epochs']:g} epochs: validation {val}, test **{test}**.",
         ]
     for alias, number in (report.get("rules") or {}).items():
         lines += ["", f"Alias `{alias}`: trial {number if number is not None else '- (none)'}."]

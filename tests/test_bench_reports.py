@@ -198,6 +198,10 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
         "refit",
         {"trial": 0, "epochs": 12.0, "seconds": 600.0, "val_acc": 0.86, "test_acc": 0.855},
     )
+    study.set_user_attr(
+        "reference_refit",
+        {"trial": 1, "epochs": 12.0, "search_value": 0.8, "val_acc": 0.83, "test_acc": 0.8271},
+    )
     bench = _bench("sweep_report")
     rules = {"small": {"params": LimitSpec(max=100_000)}}
     report = bench.study_report(optuna.load_study(study_name="mo", storage=storage), rules)
@@ -209,6 +213,10 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
     assert "150,000 parameters" in text
     assert "(12 epochs, 10.0 min), the registered champion: validation 86.00 %, test **85.5" in text
     assert "Alias `small`: trial 1." in text
+    assert (
+        "The reference recipe (trial 1, 80.00 % at search fidelity) refit with the same 12 "
+        "epochs: validation 83.00 %, test **82.71 %**." in text
+    )
     assert "| trial | val_acc | params | macs | test_acc |" in text
     assert "| 0 | 84.00 % | 150,000 | 10,000,000 | 83.00 % |" in text
     assert "| 1 | 80.00 % | 90,000 | 20,000,000 | 79.00 % |" in text
