@@ -29,7 +29,7 @@ import optuna
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
-from cifar_hpo.reproduce.table import rewrite_readme
+from cifar_hpo.reproduce.table import pct, rewrite_readme
 from cifar_hpo.sweep.ranking import (
     front_rows,
     is_feasible,
@@ -107,6 +107,10 @@ def _cell(name: str, v: Any) -> str:
     return _value(v)
 
 
+def _refit_accuracies(refit: dict[str, Any]) -> str:
+    return f"validation {pct(refit.get('val_acc'))}, test **{pct(refit.get('test_acc'))}**"
+
+
 def render(
     report: dict[str, Any], command: str, stamp_text: str, plots: list[str] | None = None
 ) -> str:
@@ -137,25 +141,20 @@ def render(
             f"`cifar-hpo-{report['study']}` version {best['registry_version'] or '-'}, alias "
             f"`champion`); {params}.",
         ]
-    refit = report.get("refit")
+    refit, reference = report.get("refit"), report.get("reference_refit")
     if refit:
-        val = "-" if refit.get("val_acc") is None else f"{100 * refit['val_acc']:.2f} %"
-        test = "-" if refit.get("test_acc") is None else f"{100 * refit['test_acc']:.2f} %"
         lines += [
             "",
             f"Refit of that configuration on the whole training split ({refit['epochs']:g} "
-            f"epochs, {refit['seconds'] / 60:.1f} min), the registered champion: validation "
-            f"{val}, test **{test}**.",
+            f"epochs, {refit['seconds'] / 60:.1f} min), the registered champion: "
+            f"{_refit_accuracies(refit)}.",
         ]
-    reference = report.get("reference_refit")
     if reference:
-        val = "-" if reference.get("val_acc") is None else f"{100 * reference['val_acc']:.2f} %"
-        test = "-" if reference.get("test_acc") is None else f"{100 * reference['test_acc']:.2f} %"
         lines += [
             "",
             f"The reference recipe (trial {reference['trial']}, "
-            f"{100 * reference['search_value']:.2f} % at search fidelity) refit with the same "
-            f"{reference['epochs']:g} epochs: validation {val}, test **{test}**.",
+            f"{pct(reference['search_value'])} at search fidelity) refit with the same "
+            f"{reference['epochs']:g} epochs: {_refit_accuracies(reference)}.",
         ]
     for alias, number in (report.get("rules") or {}).items():
         lines += ["", f"Alias `{alias}`: trial {number if number is not None else '- (none)'}."]

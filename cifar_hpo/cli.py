@@ -687,6 +687,7 @@ def best_cmd(
 ) -> None:
     """Show the champion (value, params, MLflow run, registry version), or the trial a rule
     picks; the Pareto front of a multi-objective study; optionally export the model."""
+    from cifar_hpo.reproduce.table import pct
     from cifar_hpo.sweep.best import export_best, find_best, load_existing_study
     from cifar_hpo.sweep.ranking import front_rows
     from cifar_hpo.sweep.spec import LimitSpec
@@ -716,22 +717,16 @@ def best_cmd(
         table.add_row("test acc", f"{best.test_acc:.4f}")
     for k, v in best.params.items():
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    if best.refit:
-        r = best.refit
-        val = f"{100 * r['val_acc']:.2f} %" if r.get("val_acc") is not None else "-"
+    for label, refit in (("refit", best.refit), ("reference recipe", best.reference)):
+        if not refit:
+            continue
+        search = f"trial {refit['trial']}: {refit['search_value']:.4f} at search fidelity; "
         table.add_row(
-            "refit",
-            f"{r['epochs']:g} epochs on the whole training split: validation {val}, "
-            f"test {100 * (r.get('test_acc') or 0):.2f} % (the champion)",
-        )
-    if best.reference:
-        r = best.reference
-        val = f"{100 * r['val_acc']:.2f} %" if r.get("val_acc") is not None else "-"
-        table.add_row(
-            "reference recipe",
-            f"trial {r['trial']}: {r['search_value']:.4f} at search fidelity; refit "
-            f"{r['epochs']:g} epochs: validation {val}, "
-            f"test {100 * (r.get('test_acc') or 0):.2f} %",
+            label,
+            (search if refit is best.reference else "")
+            + f"{refit['epochs']:g} epochs on the whole training split: validation "
+            f"{pct(refit.get('val_acc'))}, test {pct(refit.get('test_acc'))}"
+            + (" (the champion)" if refit is best.refit else ""),
         )
     table.add_row("mlflow run", best.run_id or "-")
     table.add_row("registry", f"cifar-hpo-{study} v{best.registry_version or '-'}")
