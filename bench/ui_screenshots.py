@@ -238,7 +238,7 @@ def mlflow_views(study, args) -> list[Path]:
         run_id = best.user_attrs[RUN_ID_ATTR]
         pages["trial.png"] = f"{base}/experiments/{exp.experiment_id}/runs/{run_id}/model-metrics"
     artifacts = str(Path(args.artifacts).resolve())
-    proc = start_server(backend, artifacts, port, args.out / "mlflow-server.log")
+    proc = start_server(backend, artifacts, port, server_log(args, "mlflow"))
     written = []
     try:
         for name, url in pages.items():
@@ -249,10 +249,15 @@ def mlflow_views(study, args) -> list[Path]:
     return written
 
 
+def server_log(args, server: str) -> Path:
+    """Where a server's output goes: the temporary folder, not the screenshots' (docs/)."""
+    return Path(tempfile.gettempdir()) / f"cifar-hpo-ui-{args.study}-{server}.log"
+
+
 def dashboard_views(args) -> list[Path]:
     """dashboard-history.png and dashboard-importance.png from ``cifar-hpo dashboard``."""
     port = free_port()
-    proc = start_dashboard(args.storage, port, args.out / "dashboard-server.log")
+    proc = start_dashboard(args.storage, port, server_log(args, "dashboard"))
     written = []
     try:
         url = f"http://127.0.0.1:{port}/dashboard/studies/{dashboard_study_id(port, args.study)}"
