@@ -37,6 +37,7 @@ from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.recipes import recipe_config
 from cifar_hpo.reproduce.table import rewrite_readme
 from cifar_hpo.sweep.budget import parse_duration
+from cifar_hpo.sweep.refit import reference_trial
 from cifar_hpo.sweep.runner import run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     refit = outcome.study.user_attrs.get("refit") or {}
     trials = outcome.study.get_trials(deepcopy=False)
     states = Counter(t.state.name.lower() for t in trials)
-    reference = trials[0] if trials and trials[0].system_attrs.get("fixed_params") else None
+    reference = reference_trial(outcome.study)
     config = recipe_config(args.recipe, args.sweeps_dir / "recipes.yaml")
     overrides = {"data.data_dir": config.data.data_dir or args.data_dir}
     config = with_overrides(config, {**overrides, **parse_overrides(args.recipe_set)})
