@@ -4,6 +4,7 @@ on tiny data that ends within its budget with a refit champion that exports."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -361,3 +362,43 @@ def test_throughput_probe_keeps_the_base_model_hyperparameters():
     assert {c.model.name for c in configs} == {"airbench94", "airbench"}
     assert all(c.model.hparams["width"] == 0.3 for c in configs)
     assert all(c.batch_size == 512 for c in configs)  # the middle batch_size choice
+
+
+def test_refit_without_holdout_plans_and_trains_on_the_whole_split(tiny_data):
+    """budget.refit_holdout false: the refit trains on all of the training split (the
+    hold-out too, as a recipe is published: 50,000 CIFAR images), without a validation pass;
+    the plan's refit epochs are costed that way. Before, the refit always trained without the
+    hold-out (45,000), a handicap against the recipe it is compared with."""
+    from cifar_hpo.engine import make_splits
+    from cifar_hpo.sweep.refit import refit_best, refit_config
+    from cifar_hpo.tracking import NullTracker
+
+    held = plan_sweep(3600.0, **PLAN)
+    whole = plan_sweep(3600.0, **{**PLAN, "refit_epochs": 100}, refit_holdout=False)
+    assert "(hold-out included)" in "\n".join(whole.lines())
+    assert "(validation held out)" in "\n".join(held.lines())
+    assert whole.refit_epochs == pytest.approx(
+        math.floor(whole.refit_s / (50_000 / 1_900) * 10) / 10
+    )
+
+    base = tiny_config(**{"data.val_fraction": 0.2})
+    full = refit_config(base, {"optim.lr": 0.05}, 1.0, holdout=False)
+    assert full.data.val_fraction == 0.0 and full.epochs == 1.0
+    assert len(make_splits(full, tiny_data).train_idx) == len(tiny_data.train_labels) == 300
+    assert len(make_splits(refit_config(base, {}, 1.0), tiny_data).train_idx) == 240
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"optim.lr": 0.05},
+            distributions={"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)},
+            value=0.5,
+        )
+    )
+    kept = refit_best(study, base, tiny_data, 1.0, tracker=NullTracker(), parent_run_id=None)
+    assert kept.val_acc is not None and kept.test_acc is not None
+    result = refit_best(
+        study, base, tiny_data, 1.0, tracker=NullTracker(), parent_run_id=None, holdout=False
+    )
+    assert result.val_acc is None and 0.0 <= result.test_acc <= 1.0
+    assert study.user_attrs["refit"]["val_acc"] is None

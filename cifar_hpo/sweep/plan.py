@@ -67,6 +67,7 @@ class SweepPlan:
         expected_trials: search trials expected to fit.
         refit_epochs: epochs of the refit on the whole training split.
         refit_runs: refits planned with those epochs (2 with the reference recipe's).
+        refit_holdout: the refit keeps the validation hold-out out of its training.
         notes: fitting decisions, one line each.
     """
 
@@ -85,6 +86,7 @@ class SweepPlan:
     refit_epochs: float
     notes: list[str] = field(default_factory=list)
     refit_runs: int = 1
+    refit_holdout: bool = True
 
     def lines(self) -> list[str]:
         """The plan as printed before trial 1."""
@@ -99,6 +101,7 @@ class SweepPlan:
             f"  expected: ~{self.expected_trials} trials of ~{format_minutes(self.trial_s)} "
             f"(an unpruned one up to {format_minutes(self.full_trial_s)}); refit: "
             f"{self.refit_epochs:g} epochs on the whole training split"
+            + (" (validation held out)" if self.refit_holdout else " (hold-out included)")
             + (", then the reference recipe with the same epochs" if self.refit_runs > 1 else ""),
         ]
         return out + [f"  note: {n}" for n in self.notes]
@@ -160,6 +163,7 @@ def plan_sweep(
     refit_epochs: float,
     refit_share: float = DEFAULT_REFIT_SHARE,
     refit_runs: int = 1,
+    refit_holdout: bool = True,
 ) -> SweepPlan:
     """Plan a study of ``budget_s`` seconds on this machine.
 
@@ -174,6 +178,8 @@ def plan_sweep(
         refit_share: share of the budget kept for the refit.
         refit_runs: refits sharing that time with the same epochs (2: the champion's and the
             reference recipe's).
+        refit_holdout: the refit keeps the validation images out of training and scores them
+            each epoch; False: it trains on ``train_images + val_images`` without validation.
 
     Raises:
         ValueError: no architecture speed, or a budget <= 0.
@@ -231,7 +237,11 @@ def plan_sweep(
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    full_epoch_s = epoch_seconds(train_images, mean_speed, val_images, tta_passes)
+    full_epoch_s = (
+        epoch_seconds(train_images, mean_speed, val_images, tta_passes)
+        if refit_holdout
+        else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
+    )
     refit_fit = refit_s / (full_epoch_s * max(1, refit_runs))
     refit = min(float(refit_epochs), math.floor(refit_fit * 10) / 10)
     if refit < refit_epochs:
@@ -257,4 +267,5 @@ def plan_sweep(
         refit_epochs=refit,
         notes=notes,
         refit_runs=max(1, refit_runs),
+        refit_holdout=refit_holdout,
     )

@@ -51,10 +51,17 @@ class RefitResult:
         return dict(self.__dict__)
 
 
-def refit_config(base: TrainConfig, params: dict[str, Any], epochs: float) -> TrainConfig:
+def refit_config(
+    base: TrainConfig, params: dict[str, Any], epochs: float, *, holdout: bool = True
+) -> TrainConfig:
     """The best trial's configuration at full fidelity: its parameters on top of the base,
-    the whole training split (``data.train_fraction`` 1) and ``epochs`` epochs."""
-    return with_overrides(base, {**params, "data.train_fraction": 1.0, "epochs": epochs})
+    the whole training split (``data.train_fraction`` 1) and ``epochs`` epochs;
+    ``holdout=False`` also trains on the validation hold-out (``data.val_fraction`` 0: all
+    50,000 CIFAR training images, no validation score)."""
+    overrides = {**params, "data.train_fraction": 1.0, "epochs": epochs}
+    if not holdout:
+        overrides["data.val_fraction"] = 0.0
+    return with_overrides(base, overrides)
 
 
 def reference_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -79,12 +86,14 @@ def refit_best(
     callbacks: list | None = None,
     trial: optuna.trial.FrozenTrial | None = None,
     reference: bool = False,
+    holdout: bool = True,
 ) -> RefitResult | None:
     """Retrain the study's best trial's configuration (or ``trial``'s) for ``epochs`` epochs on
     the whole training split, tracked as a ``refit`` child run with its model logged, and record
     it on the study (``refit``). ``reference=True``: the reference recipe's refit, a
-    ``refit-reference`` run without a model, recorded as ``reference_refit``. Returns None when
-    there is no completed trial or ``epochs`` <= 0.
+    ``refit-reference`` run without a model, recorded as ``reference_refit``. ``holdout=False``:
+    train on the validation hold-out too (``val_acc`` None, see :func:`refit_config`). Returns
+    None when there is no completed trial or ``epochs`` <= 0.
 
     Raises:
         Exception: what training raised (the refit run is ended FAILED first).
@@ -92,7 +101,7 @@ def refit_best(
     best = trial if trial is not None else best_trial(study)
     if best is None or epochs <= 0:
         return None
-    config = refit_config(base, dict(best.params), epochs)
+    config = refit_config(base, dict(best.params), epochs, holdout=holdout)
     role = "refit-reference" if reference else "refit"
     tags = {
         "cifar_hpo.study": study.study_name,

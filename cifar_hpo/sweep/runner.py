@@ -573,6 +573,7 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
         refit_epochs=spec.budget.refit_epochs or spec.budget.epochs,
         refit_share=spec.budget.refit_share,
         refit_runs=2 if spec.budget.refit_reference and spec.enqueue else 1,
+        refit_holdout=spec.budget.refit_holdout,
     )
 
 
@@ -617,6 +618,9 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
     plan's), then put the champion on it; with ``budget.refit_reference``, then the reference
     recipe's configuration with the same epochs (unless it is the champion's)."""
     train_images, val_images = _split_sizes(prep, overrides)
+    holdout = prep.spec.budget.refit_holdout
+    if not holdout:  # the hold-out joins the refit's training; no validation pass
+        train_images, val_images = train_images + val_images, 0
     best = best_trial(prep.study)
     reference = reference_trial(prep.study) if plan.refit_runs > 1 else None
     if reference is not None and best is not None and reference.number == best.number:
@@ -634,7 +638,13 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
         return
     say(f"refit: trial {best.number}'s configuration, {epochs:g} epochs of {train_images:,} images")
     result = refit_best(
-        prep.study, base, prep.data, epochs, tracker=prep.tracker, parent_run_id=prep.parent_run_id
+        prep.study,
+        base,
+        prep.data,
+        epochs,
+        tracker=prep.tracker,
+        parent_run_id=prep.parent_run_id,
+        holdout=holdout,
     )
     if result is not None:
         say(_refit_line("refit", result))
@@ -649,6 +659,7 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
             parent_run_id=prep.parent_run_id,
             trial=reference,
             reference=True,
+            holdout=holdout,
         )
         if bar is not None:
             say(_refit_line("reference refit", bar))

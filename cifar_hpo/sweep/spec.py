@@ -250,6 +250,9 @@ class BudgetSpec(_Strict):
         refit_reference: also refit the first enqueued config (the study's reference recipe)
             with the champion's epochs, as the bar the champion is compared with; the refit
             time is then shared by the two refits (skipped when the reference is the champion).
+        refit_holdout: keep the validation hold-out out of the refit's training, so the refit
+            reports a validation accuracy; false: the refit trains on all of the training
+            split (50,000 CIFAR images, as a recipe is published) and reports test only.
     """
 
     epochs: int = Field(4, ge=1)
@@ -258,6 +261,7 @@ class BudgetSpec(_Strict):
     refit_share: float = Field(0.25, ge=0.0, lt=1.0)
     refit_epochs: float | None = Field(None, gt=0.0)
     refit_reference: bool = False
+    refit_holdout: bool = True
 
 
 class SweepSpec(_Strict):
