@@ -402,3 +402,38 @@ def test_refit_without_holdout_plans_and_trains_on_the_whole_split(tiny_data):
     )
     assert result.val_acc is None and 0.0 <= result.test_acc <= 1.0
     assert study.user_attrs["refit"]["val_acc"] is None
+
+
+def test_a_slow_machine_raises_the_refit_share_to_the_recipes_epochs():
+    """budget.refit_min_epochs: where the refit share would give the refit fewer epochs than
+    the reference recipe's own (a slow CPU: airbench94 at ~270 images/s), the plan takes the
+    time from the search, up to MAX_REFIT_SHARE of the budget. Before, a 60-minute baseline
+    study on such a machine planned a 6.5-epoch refit against the recipe's 9.9."""
+    from cifar_hpo.sweep.plan import MAX_REFIT_SHARE
+
+    slow = {**PLAN, "images_per_sec": {"airbench94": 270.0}, "refit_epochs": 20}
+    plain = plan_sweep(3600.0, **slow, refit_share=0.35, refit_holdout=False)
+    assert plain.refit_epochs < 10
+    raised = plan_sweep(3600.0, **slow, refit_share=0.35, refit_holdout=False, refit_min_epochs=10)
+    assert raised.refit_epochs >= 10 and raised.search_s < plain.search_s
+    assert raised.search_s + raised.refit_s <= 3600.0
+    assert any("refit share raised from 35% to 52%" in n for n in raised.notes), raised.notes
+    # a fast machine keeps its share; an impossible minimum stops at MAX_REFIT_SHARE
+    fast = plan_sweep(
+        3600.0,
+        **{**slow, "images_per_sec": {"airbench94": 900.0}},
+        refit_share=0.35,
+        refit_holdout=False,
+        refit_min_epochs=10,
+    )
+    assert fast.refit_s == pytest.approx(plain.refit_s) and fast.refit_epochs >= 10
+    capped = plan_sweep(600.0, **slow, refit_share=0.35, refit_holdout=False, refit_min_epochs=10)
+    assert capped.refit_s == pytest.approx((600.0 - 12.0) * MAX_REFIT_SHARE)
+    assert capped.refit_epochs < 10
+
+
+def test_refit_min_epochs_above_the_refit_epochs_is_refused():
+    with pytest.raises(SweepSpecError, match="refit_min_epochs 30 is above the refit's epochs 20"):
+        from cifar_hpo.sweep.spec import parse_spec
+
+        parse_spec({**SPEC, "budget": {"epochs": 2, "refit_epochs": 20, "refit_min_epochs": 30}})

@@ -41,6 +41,7 @@ MIN_TRAIN_FRACTION = 0.05
 MIN_TRAIN_TO_VAL = 2.0  # an epoch's training seconds per validation second, before epochs go
 MIN_EPOCH_SHARE = 0.5  # search epochs may be lowered to this share of the spec's
 DEFAULT_REFIT_SHARE = 0.25
+MAX_REFIT_SHARE = 0.6  # the most of the budget a refit's minimum epochs may take from the search
 #: seconds per trial outside training (MLflow run, plots, Optuna storage; a top-k model logged)
 TRIAL_OVERHEAD_S = 2.0
 #: seconds kept at the end: the refit's model logging and the study summary and plots
@@ -164,6 +165,7 @@ def plan_sweep(
     refit_share: float = DEFAULT_REFIT_SHARE,
     refit_runs: int = 1,
     refit_holdout: bool = True,
+    refit_min_epochs: float | None = None,
 ) -> SweepPlan:
     """Plan a study of ``budget_s`` seconds on this machine.
 
@@ -180,6 +182,10 @@ def plan_sweep(
             reference recipe's).
         refit_holdout: the refit keeps the validation images out of training and scores them
             each epoch; False: it trains on ``train_images + val_images`` without validation.
+        refit_min_epochs: epochs the refit must get (the reference recipe's own, so that the
+            champion never trains less than the recipe it has to beat): the refit share is
+            raised until they fit, up to ``MAX_REFIT_SHARE`` of the budget; the search gets the
+            rest.
 
     Raises:
         ValueError: no architecture speed, or a budget <= 0.
@@ -188,12 +194,26 @@ def plan_sweep(
         raise ValueError("a plan needs a budget > 0 and at least one measured speed")
     notes: list[str] = []
     reserve_s = end_reserve(budget_s)
+    mean_speed = statistics.fmean(images_per_sec.values())
+    slowest = min(images_per_sec.values())
+    full_epoch_s = (
+        epoch_seconds(train_images, mean_speed, val_images, tta_passes)
+        if refit_holdout
+        else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
+    )
     refit_s = (budget_s - reserve_s) * refit_share
+    if refit_min_epochs:
+        needed_s = 1.01 * refit_min_epochs * full_epoch_s * max(1, refit_runs)
+        if needed_s > refit_s:
+            refit_s = min(needed_s, (budget_s - reserve_s) * MAX_REFIT_SHARE)
+            notes.append(
+                f"refit share raised from {refit_share:.0%} to "
+                f"{refit_s / (budget_s - reserve_s):.0%} so that the refit gets its minimum "
+                f"{refit_min_epochs:g} epochs"
+            )
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband")
     eta, spec_epochs = reduction_factor, epochs
-    mean_speed = statistics.fmean(images_per_sec.values())
-    slowest = min(images_per_sec.values())
 
     def costs(fraction: float, epochs: int) -> tuple[int, float, float]:
         """(images per epoch, expected seconds of a trial, seconds of an unpruned one)."""
@@ -237,11 +257,6 @@ def plan_sweep(
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    full_epoch_s = (
-        epoch_seconds(train_images, mean_speed, val_images, tta_passes)
-        if refit_holdout
-        else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
-    )
     refit_fit = refit_s / (full_epoch_s * max(1, refit_runs))
     refit = min(float(refit_epochs), math.floor(refit_fit * 10) / 10)
     if refit < refit_epochs:

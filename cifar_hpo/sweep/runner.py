@@ -574,6 +574,7 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
         refit_share=spec.budget.refit_share,
         refit_runs=2 if spec.budget.refit_reference and spec.enqueue else 1,
         refit_holdout=spec.budget.refit_holdout,
+        refit_min_epochs=spec.budget.refit_min_epochs,
     )
 
 

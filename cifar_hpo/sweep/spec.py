@@ -253,6 +253,9 @@ class BudgetSpec(_Strict):
         refit_holdout: keep the validation hold-out out of the refit's training, so the refit
             reports a validation accuracy; false: the refit trains on all of the training
             split (50,000 CIFAR images, as a recipe is published) and reports test only.
+        refit_min_epochs: the refit's minimum epochs (the reference recipe's own): on a slow
+            machine the plan raises the refit share (up to 60 % of the budget) until they fit,
+            so the champion never trains less than the recipe it must beat; None: no minimum.
     """
 
     epochs: int = Field(4, ge=1)
@@ -262,6 +265,17 @@ class BudgetSpec(_Strict):
     refit_epochs: float | None = Field(None, gt=0.0)
     refit_reference: bool = False
     refit_holdout: bool = True
+    refit_min_epochs: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _check_refit_epochs(self) -> BudgetSpec:
+        wanted = self.refit_epochs or self.epochs
+        if self.refit_min_epochs is not None and self.refit_min_epochs > wanted:
+            raise ValueError(
+                f"refit_min_epochs {self.refit_min_epochs:g} is above the refit's epochs "
+                f"{wanted:g}; expected refit_min_epochs <= refit_epochs"
+            )
+        return self
 
 
 class SweepSpec(_Strict):
