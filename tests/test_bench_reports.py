@@ -222,3 +222,42 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
     assert "| 1 | 80.00 % | 90,000 | 20,000,000 | 79.00 % |" in text
     assert "| 2 |" not in text and "| 3 |" not in text
     assert "![pareto_front](docs/mo/pareto_front.png)" in text
+
+
+def test_per_seed_table_puts_the_seeds_recipe_beside_the_tuned_champion(tmp_path):
+    """bench/per_seed.py: a row per per-seed study from its refits (the recipe's at the
+    champion's epochs and the champion's), the seed's own reported figure from
+    sweeps/recipes.yaml, trial counts and the budget; a study the storage lacks says so."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    study = optuna.create_study(study_name="seed000", storage=storage, direction="maximize")
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+    for k, state in enumerate([TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=0.7 + 0.05 * k if state == TrialState.COMPLETE else None,
+                params={"optim.lr": 0.001 * (k + 1)},
+                distributions=dist,
+            )
+        )
+    study.set_user_attr("refit", {"trial": 2, "epochs": 25.0, "test_acc": 0.8012})
+    study.set_user_attr("reference_refit", {"trial": 0, "epochs": 25.0, "test_acc": 0.7634})
+    study.set_user_attr("budget", {"total_s": 1800.0, "used_s": 1745.0})
+    readme = tmp_path / "README.md"
+    readme.write_text(README.format(name="per-seed"))
+    bench = _bench("per_seed")
+    rows = bench.main(
+        ["--study", "seed000", "--study", "seed002", "--storage", storage, "--readme", str(readme)]
+    )
+    assert [r["ran"] for r in rows] == [True, False]
+    text = readme.read_text()
+    assert "stale" not in text and "before" in text and "after" in text
+    assert (
+        "| `seed000` | `seed000_cnn` | 25 | 81.33 % test | 76.34 % | **80.12 %** (trial 2) | "
+        "+3.78 points | 2 / 1 / 0 | 29.1 / 30 |" in text
+    )
+    assert (
+        "| `seed002` | `cifarnet` | 250 | 87.88 % test | not run in this storage (spec: 120 min)"
+        in text
+    )
+    assert "Command: `python bench/per_seed.py --study seed000" in text

@@ -437,3 +437,18 @@ def test_refit_min_epochs_above_the_refit_epochs_is_refused():
         from cifar_hpo.sweep.spec import parse_spec
 
         parse_spec({**SPEC, "budget": {"epochs": 2, "refit_epochs": 20, "refit_min_epochs": 30}})
+
+
+def test_the_refit_uses_the_time_left_up_to_the_specs_epochs_not_the_plans():
+    """The plan's refit epochs come from the probe before trial 1; when the search's epochs
+    ran faster, the refit takes the time it was kept, up to the spec's refit_epochs. Before,
+    the plan's figure capped it (a 60-minute baseline on a 271 images/s probe: 10.1 epochs
+    while ~12 fit)."""
+    from cifar_hpo.sweep.runner import refit_epochs_left
+
+    epoch_s = 50_000 / 330  # the best trial's own speed, 330 images/s
+    epochs = refit_epochs_left(31 * 60.0, 3600.0, epoch_s, 20.0, 1, wanted=20)
+    assert 11.5 < epochs < 12.5
+    assert refit_epochs_left(31 * 60.0, 3600.0, epoch_s / 3, 20.0, 1, wanted=20) == 20.0
+    assert refit_epochs_left(31 * 60.0, 3600.0, epoch_s, 20.0, 2, wanted=20) < 6.2
+    assert refit_epochs_left(5.0, 3600.0, epoch_s, 20.0, 1, wanted=20) == 0.0

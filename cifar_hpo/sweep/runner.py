@@ -614,6 +614,18 @@ def refit_speed(plan: SweepPlan, best: optuna.trial.FrozenTrial | None) -> float
     return speed
 
 
+def refit_epochs_left(
+    left_s: float, total_s: float, epoch_s: float, test_s: float, runs: int, wanted: float
+) -> float:
+    """The refit's epochs (tenths) that fit in the ``left_s`` seconds the search left, at
+    ``epoch_s`` seconds an epoch measured in this search, ``runs`` refits each scored on the
+    test set (``test_s``), at most the spec's ``wanted`` epochs. Not capped by the plan's
+    epochs: those came from the probe before trial 1, and a machine faster than probed
+    leaves the refit more time, which it should use."""
+    fits = (left_s * 0.97 - runs * test_s - end_reserve(total_s)) / (runs * epoch_s)
+    return min(float(wanted), math.floor(max(fits, 0.0) * 10) / 10)
+
+
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
     """Refit the best configuration with the epochs the time left allows (at most the
     plan's), then put the champion on it; with ``budget.refit_reference``, then the reference
@@ -632,8 +644,8 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
     test_s = len(prep.data.test_labels) * passes / (speed * EVAL_SPEEDUP)
     runs = 2 if reference is not None else 1
-    fits = (clock.left_s * 0.97 - runs * test_s - end_reserve(clock.total_s)) / (runs * epoch_s)
-    epochs = min(plan.refit_epochs, math.floor(max(fits, 0.0) * 10) / 10)
+    wanted = prep.spec.budget.refit_epochs or prep.spec.budget.epochs
+    epochs = refit_epochs_left(clock.left_s, clock.total_s, epoch_s, test_s, runs, wanted)
     if best is None or epochs < 0.1:
         say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
         return
