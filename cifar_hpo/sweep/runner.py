@@ -627,8 +627,8 @@ def refit_epochs_left(
 
 
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
-    """Refit the best configuration with the epochs the time left allows (at most the
-    plan's), then put the champion on it; with ``budget.refit_reference``, then the reference
+    """Refit the best configuration with the epochs the time left allows (at most the spec's
+    ``budget.refit_epochs``, see :func:`refit_epochs_left`), then put the champion on it; with ``budget.refit_reference``, then the reference
     recipe's configuration with the same epochs (unless it is the champion's)."""
     train_images, val_images = _split_sizes(prep, overrides)
     holdout = prep.spec.budget.refit_holdout
