@@ -16,6 +16,7 @@ study's one parent run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -628,8 +629,9 @@ def refit_epochs_left(
 
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
     """Refit the best configuration with the epochs the time left allows (at most the spec's
-    ``budget.refit_epochs``, see :func:`refit_epochs_left`), then put the champion on it; with ``budget.refit_reference``, then the reference
-    recipe's configuration with the same epochs (unless it is the champion's)."""
+    ``budget.refit_epochs``, see :func:`refit_epochs_left`), then put the champion on it;
+    with ``budget.refit_reference``, then the reference recipe's configuration with the same
+    epochs (unless it is the champion's)."""
     train_images, val_images = _split_sizes(prep, overrides)
     holdout = prep.spec.budget.refit_holdout
     if not holdout:  # the hold-out joins the refit's training; no validation pass
@@ -650,7 +652,8 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
         say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
         return
     say(f"refit: trial {best.number}'s configuration, {epochs:g} epochs of {train_images:,} images")
-    result = refit_best(
+    refit = functools.partial(
+        refit_best,
         prep.study,
         base,
         prep.data,
@@ -659,21 +662,12 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
         parent_run_id=prep.parent_run_id,
         holdout=holdout,
     )
+    result = refit()
     if result is not None:
         say(_refit_line("refit", result))
     if reference is not None:
         say(f"refit: the reference recipe (trial {reference.number}), {epochs:g} epochs")
-        bar = refit_best(
-            prep.study,
-            base,
-            prep.data,
-            epochs,
-            tracker=prep.tracker,
-            parent_run_id=prep.parent_run_id,
-            trial=reference,
-            reference=True,
-            holdout=holdout,
-        )
+        bar = refit(trial=reference, reference=True)
         if bar is not None:
             say(_refit_line("reference refit", bar))
     elif plan.refit_runs > 1 and result is not None:  # the champion is the reference recipe
