@@ -95,7 +95,14 @@ def render(report: dict[str, Any], stamp_text: str, command: str) -> str:
             f"Trials: {states or '-'}. At search fidelity the champion scored "
             f"{_pct(s.get('search_value'))} validation, the enqueued recipe (trial 0) "
             f"{_pct(s.get('reference_search_value'))}; the refit's validation: "
-            f"{_pct(s.get('val_acc'))}. Targets (issue 12): " + "; ".join(checks) + ".",
+            + (
+                _pct(s["val_acc"])
+                if s.get("val_acc") is not None
+                else "none (it trained on the hold-out too, all of the training split)"
+            )
+            + ". Targets (issue 12): "
+            + "; ".join(checks)
+            + ".",
             "",
             stamp_text,
         ]
