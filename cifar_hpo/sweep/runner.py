@@ -67,6 +67,7 @@ from cifar_hpo.sweep.refit import (
     RefitResult,
     reference_trial,
     refit_best,
+    refit_config,
 )
 from cifar_hpo.sweep.report import best_trial, state_counts, study_plots, study_summary
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
@@ -549,9 +550,10 @@ def _base(prep: PreparedSweep, overrides) -> TrainConfig:
     return with_overrides(base, overrides) if overrides else base
 
 
-def _split_sizes(prep: PreparedSweep, overrides) -> tuple[int, int]:
-    """(images of the whole training split, validation images)."""
-    full = with_overrides(_base(prep, overrides), {"data.train_fraction": 1.0})
+def _split_sizes(prep: PreparedSweep, overrides, holdout: bool = True) -> tuple[int, int]:
+    """(images of the whole training split, validation images), as a refit splits them
+    (``holdout=False``: the hold-out trains too, no validation images)."""
+    full = refit_config(_base(prep, overrides), {}, 1.0, holdout=holdout)
     splits = make_splits(full, prep.data)
     return len(splits.train_idx), len(splits.val_idx)
 
@@ -632,10 +634,8 @@ def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, override
     ``budget.refit_epochs``, see :func:`refit_epochs_left`), then put the champion on it;
     with ``budget.refit_reference``, then the reference recipe's configuration with the same
     epochs (unless it is the champion's)."""
-    train_images, val_images = _split_sizes(prep, overrides)
     holdout = prep.spec.budget.refit_holdout
-    if not holdout:  # the hold-out joins the refit's training; no validation pass
-        train_images, val_images = train_images + val_images, 0
+    train_images, val_images = _split_sizes(prep, overrides, holdout)
     best = best_trial(prep.study)
     reference = reference_trial(prep.study) if plan.refit_runs > 1 else None
     if reference is not None and best is not None and reference.number == best.number:
