@@ -255,7 +255,7 @@ def test_reference_recipe_is_refit_with_the_champions_epochs(tmp_path, data_dir,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "sweeps").mkdir()
-    spec = {**SPEC, "budget": {**SPEC["budget"], "refit_reference": True}}
+    spec = {**SPEC, "budget": {**SPEC["budget"], "refit_reference": True, "refit_holdout": False}}
     spec["enqueue"] = [{"optim.lr": 0.01}]
     Path("sweeps", "tinyr.yaml").write_text(yaml.safe_dump(spec))
     result = runner.invoke(app, ["sweep", "--study", "tinyr", "--budget", "50s", "--no-progress"])
@@ -265,6 +265,8 @@ def test_reference_recipe_is_refit_with_the_champions_epochs(tmp_path, data_dir,
     refit, reference = study.user_attrs["refit"], study.user_attrs["reference_refit"]
     assert study.trials[0].params == {"optim.lr": 0.01} and reference["trial"] == 0
     assert reference["epochs"] == refit["epochs"] and reference["test_acc"] is not None
+    assert refit["val_acc"] is None and reference["val_acc"] is None  # hold-out trained too
+    assert "(hold-out included)" in result.output
     client = MlflowClient()
     if study.best_trial.number == 0:
         assert reference == refit
