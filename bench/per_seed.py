@@ -28,6 +28,7 @@ from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.recipes import load_recipes
 from cifar_hpo.reproduce.table import pct, rewrite_readme
 from cifar_hpo.sweep.budget import BUDGET_ATTR
+from cifar_hpo.sweep.finalists import RACE_ATTR
 from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR
 from cifar_hpo.sweep.report import state_counts
 from cifar_hpo.sweep.spec import load_spec
@@ -43,7 +44,8 @@ COLUMNS = (
     "seed reports",
     "seed's recipe here",
     "tuned by cifar-hpo",
-    "difference",
+    "difference (95 % CI across seeds; exact McNemar p)",
+    "registry champion",
     "trials (complete / pruned / failed)",
     "minutes used / budget",
 )
@@ -75,26 +77,48 @@ def seed_row(name: str, storage: str | None, sweeps_dir: Path) -> dict[str, Any]
     refit = study.user_attrs.get(REFIT_ATTR) or {}
     reference = study.user_attrs.get(REFERENCE_REFIT_ATTR) or {}
     budget = study.user_attrs.get(BUDGET_ATTR) or {}
+    race = study.user_attrs.get(RACE_ATTR) or {}
+    arms = race.get("arms", [])
+    ref_arm = next((a for a in arms if a["reference"]), None)
+    rival = race.get("champion_trial")
+    if ref_arm is not None and rival == ref_arm["trial"]:  # the recipe won: its best challenger
+        rival = next((a["trial"] for a in arms if not a["reference"]), None)
+    tuned_arm = next((a for a in arms if a["trial"] == rival), None)
     row.update(
         ran=True,
         counts=state_counts(study),
-        recipe_test=reference.get("test_acc"),
-        tuned_test=refit.get("test_acc"),
+        recipe_test=_mean(ref_arm["test_acc"]) if ref_arm else reference.get("test_acc"),
+        tuned_test=_mean(tuned_arm["test_acc"]) if tuned_arm else refit.get("test_acc"),
+        seeds=len(tuned_arm["test_acc"]) if tuned_arm else 1,
+        comparison=race.get("comparison"),
+        promoted="recipe" if race.get("promoted_reference") else "tuned",
         epochs=refit.get("epochs", row["epochs"]),
-        champion_trial=refit.get("trial"),
+        champion_trial=rival if tuned_arm else refit.get("trial"),
         used_min=budget.get("used_s", 0.0) / 60 if budget else None,
         budget_min=budget.get("total_s", 0.0) / 60 if budget else row["budget_min"],
     )
     return row
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     budget = "-" if row["budget_min"] is None else f"{row['budget_min']:.0f}"
     head = [f"`{row['study']}`", f"`{row['model']}`", f"{row['epochs']:g}", row["reported"]]
     if not row["ran"]:
-        return [*head, f"not run in this storage (spec: {budget} min)", "-", "-", "-", "-"]
+        return [*head, f"not run in this storage (spec: {budget} min)", "-", "-", "-", "-", "-"]
     recipe, tuned = row["recipe_test"], row["tuned_test"]
     diff = "-" if recipe is None or tuned is None else f"{100 * (tuned - recipe):+.2f} points"
+    cmp = row.get("comparison")
+    if cmp:
+        stats = []
+        if cmp.get("welch"):
+            stats.append(f"{cmp['welch']['low']:+.2f} to {cmp['welch']['high']:+.2f}")
+        if cmp.get("mcnemar"):
+            stats.append(f"p = {cmp['mcnemar']['p_value']:.2g}")
+        diff += f" ({'; '.join(stats)})" if stats else ""
     c = row["counts"]
     used = "-" if row["used_min"] is None else f"{row['used_min']:.1f}"
     champion = "" if row["champion_trial"] is None else f" (trial {row['champion_trial']})"
@@ -103,6 +127,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
         pct(recipe),
         f"**{pct(tuned)}**{champion}",
         diff,
+        row.get("promoted", "-"),
         f"{c['COMPLETE']} / {c['PRUNED']} / {c['FAIL']}",
         f"{used} / {budget}",
     ]
@@ -117,9 +142,12 @@ def render(rows: list[dict[str, Any]], command: str, stamp_text: str) -> str:
         "|" + "---|" * len(COLUMNS),
         *("| " + " | ".join(_cells(row)) + " |" for row in rows),
         "",
-        "*seed's recipe here* is the seed's recipe (trial 0 of the study) refit with the "
-        "champion's epochs; *tuned by cifar-hpo* is the champion's refit, the registry's "
-        "`champion`; both test top-1 on the 10,000 test images.",
+        "*seed's recipe here* is the seed's recipe (trial 0 of the study) raced beside the "
+        "finalists with their epochs and seeds; *tuned by cifar-hpo* is the best finalist; "
+        "both mean test top-1 over the race's seeds on the 10,000 test images. The registry's "
+        "`champion` is the tuned model only where it beats the recipe significantly (the "
+        "study's `refit.alpha`); the interval is Welch's across seeds, the p-value the exact "
+        "McNemar test of the two first-seed models.",
         "",
         stamp_text,
     ]

@@ -30,6 +30,7 @@ from cifar_hpo.config import TrainConfig
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reproduce.table import pct, rewrite_readme
+from cifar_hpo.sweep.finalists import RACE_ATTR
 from cifar_hpo.sweep.ranking import (
     front_rows,
     is_feasible,
@@ -88,6 +89,7 @@ def study_report(study: optuna.Study, rules: dict | None = None) -> dict[str, An
             for alias, limits in (rules or {}).items()
         },
         "front": front_rows(study) if len(names) > 1 else None,
+        "race": study.user_attrs.get(RACE_ATTR),
         "budget": study.user_attrs.get("budget"),
         "parent_run_id": study.user_attrs.get("mlflow_parent_run_id"),
     }
@@ -155,6 +157,18 @@ def render(
             f"The reference recipe (trial {reference['trial']}, "
             f"{pct(reference['search_value'])} at search fidelity) refit with the same "
             f"{reference['epochs']:g} epochs: {_refit_accuracies(reference)}.",
+        ]
+    race = report.get("race")
+    if race:
+        arms = "; ".join(
+            f"trial {a['trial']}{' (recipe)' if a['reference'] else ''}: "
+            + ", ".join(pct(v) for v in a["test_acc"])
+            for a in race["arms"]
+        )
+        lines += [
+            "",
+            f"Finalists raced at {race['epochs']:g} epochs (test accuracy per seed): {arms}. "
+            f"Result: {race['summary']}.",
         ]
     for alias, number in (report.get("rules") or {}).items():
         lines += ["", f"Alias `{alias}`: trial {number if number is not None else '- (none)'}."]

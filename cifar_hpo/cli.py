@@ -387,6 +387,7 @@ def sweep_cmd(
 
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.sweep.budget import parse_duration
+    from cifar_hpo.sweep.finalists import RACE_ATTR
     from cifar_hpo.sweep.ranking import primary_value
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.runner import run_sweep
@@ -447,10 +448,11 @@ def sweep_cmd(
             f"registry version {champion.get('version', '-')})"
         )
     refit = outcome.study.user_attrs.get("refit") or {}
-    if best is not None and refit.get("trial") == best.number and refit.get("test_acc"):
+    if refit.get("test_acc") is not None and refit.get("model_id"):
         console.print(
-            f"champion: trial {best.number}'s configuration refit for {refit['epochs']:g} "
-            f"epochs on the whole training split, test acc {refit['test_acc']:.4f}"
+            f"champion: trial {refit['trial']}'s configuration refit for {refit['epochs']:g} "
+            f"epochs on the whole training split, test acc {refit['test_acc']:.4f}",
+            highlight=False,
         )
     reference = outcome.study.user_attrs.get("reference_refit") or {}
     if reference.get("test_acc") is not None:
@@ -458,6 +460,9 @@ def sweep_cmd(
             f"reference recipe: trial {reference['trial']}'s configuration refit for "
             f"{reference['epochs']:g} epochs, test acc {reference['test_acc']:.4f}"
         )
+    race = outcome.study.user_attrs.get(RACE_ATTR) or {}
+    if race.get("summary"):
+        console.print(f"finalists' race: {race['summary']}", highlight=False, soft_wrap=True)
     console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
     if outcome.interrupted:
         err_console.print("interrupted: the running trial was recorded; re-run to continue")
@@ -728,6 +733,14 @@ def best_cmd(
             f"{pct(refit.get('val_acc'))}, test {pct(refit.get('test_acc'))}"
             + (" (the champion)" if refit is best.refit else ""),
         )
+    if best.race:
+        for arm in best.race["arms"]:
+            accs = ", ".join(pct(a) for a in arm["test_acc"])
+            table.add_row(
+                f"race: trial {arm['trial']}" + (" (recipe)" if arm["reference"] else ""),
+                f"test {accs} (seeds {', '.join(map(str, arm['seeds']))})",
+            )
+        table.add_row("race result", best.race["summary"])
     table.add_row("mlflow run", best.run_id or "-")
     table.add_row("registry", f"cifar-hpo-{study} v{best.registry_version or '-'}")
     console.print(table)
@@ -805,6 +818,15 @@ def compare_cmd(
         console.print(
             f"disagree on {d.total} of {d.images} {cmp.split} images: challenger right "
             f"{d.challenger_right}, champion right {d.champion_right}, both wrong {d.both_wrong}"
+        )
+    if cmp.mcnemar is not None:
+        m, delta = cmp.mcnemar, cmp.accuracy.get("delta")
+        diff = f"{100 * delta:+.2f} points, " if delta is not None else ""
+        console.print(
+            f"challenger minus champion on {cmp.split}: {diff}exact McNemar p = "
+            f"{m.p_value:.2g} ({m.only_a} images only the challenger gets right, {m.only_b} "
+            "only the champion; one run each: no interval across seeds)",
+            highlight=False,
         )
     if cmp.changes:
         console.print(

@@ -29,11 +29,15 @@ class EvalReport:
             ``precision_macro``, ``recall_macro``, ``f1_macro``; fractions in [0, 1].
         per_class: one dict per class: ``name``, ``precision``, ``recall``, ``f1``, ``support``.
         confusion: int64 array (C, C); rows are true classes, columns predictions.
+        correct: bool array (N,): whether each image's top-1 prediction is right, in the
+            order scored (what the exact McNemar test of two models pairs up,
+            :func:`cifar_hpo.stats.mcnemar`).
     """
 
     metrics: dict[str, float]
     per_class: list[dict] = field(default_factory=list)
     confusion: np.ndarray | None = None
+    correct: np.ndarray | None = None
 
     def text_report(self) -> str:
         """A classification report as plain text (the layout of scikit-learn's)."""
@@ -125,4 +129,5 @@ def compute_metrics(
         }
         for i, name in enumerate(class_names)
     ]
-    return EvalReport(metrics=metrics, per_class=per_class, confusion=confusion)
+    correct = (logits.argmax(dim=1) == labels).numpy()
+    return EvalReport(metrics=metrics, per_class=per_class, confusion=confusion, correct=correct)

@@ -75,11 +75,13 @@ def make_cifar_data(
     n_train_per_class: int = 20,
     n_test_per_class: int = 5,
     seed: int = 0,
+    noise: float = 20.0,
 ) -> CifarData:
-    """An in-memory synthetic dataset with CIFAR's names, shapes and dtypes (checksum set)."""
+    """An in-memory synthetic dataset with CIFAR's names, shapes and dtypes (checksum set);
+    ``noise``: per-pixel noise (see :func:`make_images`; higher is harder)."""
     names = CIFAR10_CLASSES if name == "cifar10" else CIFAR100_CLASSES
-    tr_x, tr_y = make_images(n_train_per_class * len(names), len(names), seed)
-    te_x, te_y = make_images(n_test_per_class * len(names), len(names), seed + 1)
+    tr_x, tr_y = make_images(n_train_per_class * len(names), len(names), seed, noise)
+    te_x, te_y = make_images(n_test_per_class * len(names), len(names), seed + 1, noise)
     return CifarData(
         name=name,
         train_images=tr_x,

@@ -202,6 +202,17 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
         "reference_refit",
         {"trial": 1, "epochs": 12.0, "search_value": 0.8, "val_acc": 0.83, "test_acc": 0.8271},
     )
+    study.set_user_attr(
+        "race",
+        {
+            "epochs": 12.0,
+            "arms": [
+                {"trial": 0, "reference": False, "test_acc": [0.855, 0.851]},
+                {"trial": 1, "reference": True, "test_acc": [0.8271, 0.83]},
+            ],
+            "summary": "trial 0 beats the recipe significantly: +2.45 points",
+        },
+    )
     bench = _bench("sweep_report")
     rules = {"small": {"params": LimitSpec(max=100_000)}}
     report = bench.study_report(optuna.load_study(study_name="mo", storage=storage), rules)
@@ -213,6 +224,10 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
     assert "150,000 parameters" in text
     assert "(12 epochs, 10.0 min), the registered champion: validation 86.00 %, test **85.5" in text
     assert "Alias `small`: trial 1." in text
+    assert (
+        "Finalists raced at 12 epochs (test accuracy per seed): trial 0: 85.50 %, 85.10 %; "
+        "trial 1 (recipe): 82.71 %, 83.00 %. Result: trial 0 beats the recipe significantly" in text
+    )
     assert (
         "The reference recipe (trial 1, 80.00 % at search fidelity) refit with the same 12 "
         "epochs: validation 83.00 %, test **82.71 %**." in text
@@ -243,6 +258,18 @@ def test_per_seed_table_puts_the_seeds_recipe_beside_the_tuned_champion(tmp_path
     study.set_user_attr("refit", {"trial": 2, "epochs": 25.0, "test_acc": 0.8012})
     study.set_user_attr("reference_refit", {"trial": 0, "epochs": 25.0, "test_acc": 0.7634})
     study.set_user_attr("budget", {"total_s": 1800.0, "used_s": 1745.0})
+    study.set_user_attr(
+        "race",
+        {
+            "arms": [
+                {"trial": 2, "reference": False, "test_acc": [0.8012, 0.8030, 0.7994]},
+                {"trial": 0, "reference": True, "test_acc": [0.7634, 0.7650, 0.7618]},
+            ],
+            "champion_trial": 2,
+            "promoted_reference": False,
+            "comparison": {"welch": {"low": 3.41, "high": 4.15}, "mcnemar": {"p_value": 1.2e-9}},
+        },
+    )
     readme = tmp_path / "README.md"
     readme.write_text(README.format(name="per-seed"))
     bench = _bench("per_seed")
@@ -254,7 +281,7 @@ def test_per_seed_table_puts_the_seeds_recipe_beside_the_tuned_champion(tmp_path
     assert "stale" not in text and "before" in text and "after" in text
     assert (
         "| `seed000` | `seed000_cnn` | 25 | 81.33 % test | 76.34 % | **80.12 %** (trial 2) | "
-        "+3.78 points | 2 / 1 / 0 | 29.1 / 30 |" in text
+        "+3.78 points (+3.41 to +4.15; p = 1.2e-09) | tuned | 2 / 1 / 0 | 29.1 / 30 |" in text
     )
     assert (
         "| `seed002` | `cifarnet` | 250 | 87.88 % test | not run in this storage (spec: 120 min)"

@@ -165,11 +165,13 @@ def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(
     out = result.output
     assert re.search(r"plan: budget \d+ s = search", out) and "rungs at epochs 1" in out, out
     assert "Downloading artifacts" not in out  # no progress bars inside trial lines
-    assert "refit: trial" in out, out
+    assert "refit: finalists: " in out and "race: champion: trial" in out, out
     study = optuna.load_study(study_name="tinyb", storage="sqlite:///studies/optuna.db")
     assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 2
     refit = study.user_attrs["refit"]
-    assert refit["trial"] == study.best_trial.number and refit["epochs"] <= 3
+    race = study.user_attrs["race"]  # no reference recipe: the best mean is the champion
+    assert refit["trial"] == race["champion_trial"] == race["promoted_trial"]
+    assert refit["epochs"] <= 3
     for t in study.trials:  # each trial's measured speed (what the refit is planned with)
         if t.user_attrs.get("epochs_run"):
             speed = t.user_attrs["train_images_per_sec"]
@@ -284,9 +286,12 @@ def test_reference_recipe_is_refit_with_the_champions_epochs(tmp_path, data_dir,
     assert shown.exit_code == 0 and "reference recipe" in shown.output, shown.output
 
 
-def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, data_dir):
-    """bench/sweep_value.py on tiny data: a budgeted study, then the recipe alone; the README
-    block holds both test accuracies, minutes and the difference, stamped."""
+def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_compute(
+    tmp_path, data_dir
+):
+    """bench/sweep_value.py on tiny data: a budgeted study, the recipe at the champion's
+    epochs and the recipe filling the study's wall time, each on 2 seeds; the README block
+    holds all three with intervals and McNemar p-values, stamped."""
     import importlib.util
 
     sweeps = tmp_path / "sweeps"
@@ -301,21 +306,41 @@ def test_sweep_value_compares_the_budgeted_champion_with_the_recipe(tmp_path, da
     spec.loader.exec_module(bench)
     report = bench.main(
         [
-            "--study", "tinyv", "--budget", "40s", "--recipe", "seed001-cnn",
+            "--study", "tinyv", "--budget", "30s", "--recipe", "seed001-cnn", "--seeds", "2",
             "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
             "--workdir", str(tmp_path / "work"), "--readme", str(readme),
             "--recipe-set", "epochs=1", "--recipe-set", "device=cpu",
         ]
     )  # fmt: skip
-    assert report["study"]["minutes"] <= 40 * 1.05 / 60 + 0.1
-    assert report["study"]["test_acc"] is not None and report["recipe"]["test_acc"] is not None
+    assert report["study"]["minutes"] <= 30 * 1.05 / 60 + 0.1
+    champion, equal, matched = report["study"]["champion"], report["equal"], report["matched"]
+    assert champion["test_acc"] and len(equal["test_acc"]) == len(matched["test_acc"]) == 2
+    assert equal["epochs"] == champion["epochs"]
+    assert matched["epochs"] > equal["epochs"]  # the study's 30 s hold more than its refit
     text = readme.read_text()
-    assert "**Study `tinyv` with `--budget 40s`**" in text and "difference **" in text
+    assert "**Study `tinyv` with `--budget 30s`**" in text
+    assert "| recipe at the champion's epochs |" in text and "McNemar p = " in text
+    assert "| recipe filling the study's wall time |" in text
     assert "Command: `python bench/sweep_value.py --study tinyv" in text
-    states = report["study"]["states"]
-    assert sum(states.values()) >= 1 and set(states) <= {"complete", "pruned", "fail"}
-    assert f"Trials: {states.get('complete', 0)} complete" in text
-    assert "Targets (issue 12): study within 1 min: met" in text
+    assert "Targets (issue 20): study within 1 min: met" in text
+
+
+def test_compute_matched_epochs_fill_the_wall_time():
+    """The recipe's epochs scaled so that one run takes the study's wall time: its seconds
+    per epoch and its fixed cost outside epochs, both measured on a run of the recipe."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run = SimpleNamespace(history=[{"epoch_seconds": 30.0}] * 10, seconds=320.0)  # 20 s fixed
+    epochs = bench.compute_matched_epochs(3600.0, run)
+    assert epochs == pytest.approx(119.3)
+    assert epochs * 30.0 + 20.0 == pytest.approx(3600.0, abs=3.0)  # fills the hour
+    with pytest.raises(ValueError, match="without epochs"):
+        bench.compute_matched_epochs(60.0, SimpleNamespace(history=[], seconds=1.0))
 
 
 def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
@@ -324,8 +349,8 @@ def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():
     left 21 of 60 minutes unused."""
     from optuna.trial import FrozenTrial, TrialState
 
+    from cifar_hpo.sweep.finalists import refit_speed
     from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
-    from cifar_hpo.sweep.runner import refit_speed
 
     plan = plan_sweep(600.0, **{**PLAN, "images_per_sec": {"airbench94": 74.0, "airbench": 900.0}})
 
@@ -379,8 +404,9 @@ def test_refit_without_holdout_plans_and_trains_on_the_whole_split(tiny_data):
     whole = plan_sweep(3600.0, **{**PLAN, "refit_epochs": 100}, refit_holdout=False)
     assert "(hold-out included)" in "\n".join(whole.lines())
     assert "(validation held out)" in "\n".join(held.lines())
+    test_s = 10_000 * 2 / (1_900 * 3)  # one test pass with TTA, forward only
     assert whole.refit_epochs == pytest.approx(
-        math.floor(whole.refit_s / (50_000 / 1_900) * 10) / 10
+        math.floor((whole.refit_s - test_s) / (50_000 / 1_900) * 10) / 10
     )
 
     base = tiny_config(**{"data.val_fraction": 0.2})
@@ -419,7 +445,7 @@ def test_a_slow_machine_raises_the_refit_share_to_the_recipes_epochs():
     raised = plan_sweep(3600.0, **slow, refit_share=0.35, refit_holdout=False, refit_min_epochs=10)
     assert raised.refit_epochs >= 10 and raised.search_s < plain.search_s
     assert raised.search_s + raised.refit_s <= 3600.0
-    assert any("refit share raised from 35% to 52%" in n for n in raised.notes), raised.notes
+    assert any("refit share raised from 35% to 53%" in n for n in raised.notes), raised.notes
     # a fast machine keeps its share; an impossible minimum stops at MAX_REFIT_SHARE
     fast = plan_sweep(
         3600.0,
@@ -446,11 +472,17 @@ def test_the_refit_uses_the_time_left_up_to_the_specs_epochs_not_the_plans():
     ran faster, the refit takes the time it was kept, up to the spec's refit_epochs. Before,
     the plan's figure capped it (a 60-minute baseline on a 271 images/s probe: 10.1 epochs
     while ~12 fit)."""
-    from cifar_hpo.sweep.runner import refit_epochs_left
+    from cifar_hpo.sweep.plan import end_reserve, plan_finalists
+
+    def refit_epochs_left(left_s, epoch_s, reference=False):
+        # what race_after_search gives plan_finalists: the time left, less the end reserve
+        time_s = left_s * 0.97 - end_reserve(3600.0)
+        one = dict(finalists=1, seeds=1, reference=reference, epochs=20)
+        return plan_finalists(time_s, epoch_s, 20.0, **one).epochs
 
     epoch_s = 50_000 / 330  # the best trial's own speed, 330 images/s
-    epochs = refit_epochs_left(31 * 60.0, 3600.0, epoch_s, 20.0, 1, wanted=20)
+    epochs = refit_epochs_left(31 * 60.0, epoch_s)
     assert 11.5 < epochs < 12.5
-    assert refit_epochs_left(31 * 60.0, 3600.0, epoch_s / 3, 20.0, 1, wanted=20) == 20.0
-    assert refit_epochs_left(31 * 60.0, 3600.0, epoch_s, 20.0, 2, wanted=20) < 6.2
-    assert refit_epochs_left(5.0, 3600.0, epoch_s, 20.0, 1, wanted=20) == 0.0
+    assert refit_epochs_left(31 * 60.0, epoch_s / 3) == 20.0
+    assert refit_epochs_left(31 * 60.0, epoch_s, reference=True) < 6.2
+    assert refit_epochs_left(5.0, epoch_s) == 0.0

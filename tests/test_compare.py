@@ -126,6 +126,14 @@ def test_compare_reports_deltas_that_match_the_runs_per_class_files(use_store, t
     gaps = [abs(r["gap"]) for r in d.top]
     assert gaps == sorted(gaps, reverse=True)
     assert all(r["champion_pred"] != r["challenger_pred"] for r in d.top)
+    # the exact McNemar test counts exactly the disagreements one side gets right
+    assert (cmp.mcnemar.only_a, cmp.mcnemar.only_b) == (d.challenger_right, d.champion_right)
+    from scipy.stats import binomtest
+
+    n = d.challenger_right + d.champion_right
+    assert cmp.mcnemar.p_value == pytest.approx(
+        binomtest(d.challenger_right, n, 0.5).pvalue if n else 1.0
+    )
     # side by side: the two architectures' sizes, a latency each
     assert cmp.cost["champion"]["params"] == 620_362 and cmp.cost["challenger"]["params"] == 545_098
     assert all(cmp.cost[s]["macs"] > 0 and cmp.cost[s]["latency_ms"] > 0 for s in cmp.cost)
@@ -138,6 +146,7 @@ def test_compare_reports_deltas_that_match_the_runs_per_class_files(use_store, t
     assert logged["split"] == "test" and logged["challenger"]["run_id"] == s.challenger
     assert [r["delta"] for r in logged["per_class"]] == [r["delta"] for r in cmp.per_class]
     assert logged["confusion"]["diff"] == diff.tolist()
+    assert logged["mcnemar"]["p_value"] == pytest.approx(cmp.mcnemar.p_value)
 
 
 def test_cli_by_alias_and_trial_number(use_store):
@@ -149,7 +158,7 @@ def test_cli_by_alias_and_trial_number(use_store):
     assert "champion (cifar-hpo-cmp v1" in out and f"trial 1 of {STUDY}" in out
     assert "per class, test split" in out and "airplane" in out and "macro avg" in out
     assert "params" in out and "620,362" in out and "545,098" in out
-    assert "disagree on" in out
+    assert "disagree on" in out and "exact McNemar p = " in out
     assert f"logged to run {s.challenger}: compare/champion/" in out.replace("\n", "")
     client = MlflowClient(s.uri)
     assert "compare.json" in artifact_names(client, s.challenger, "compare/champion")

@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 from cifar_hpo.errors import CheckpointError, SweepSpecError
 from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
-from cifar_hpo.sweep.champion import CHAMPION_ATTR
-from cifar_hpo.sweep.ranking import best_trial, primary_value, ranked_trials, rule_pick
+from cifar_hpo.sweep.champion import CHAMPION_ATTR, champion_trial
+from cifar_hpo.sweep.finalists import RACE_ATTR
+from cifar_hpo.sweep.ranking import primary_value, ranked_trials, rule_pick
 from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR
 from cifar_hpo.sweep.spec import LimitSpec
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, load_stored_study, make_storage
@@ -42,6 +43,8 @@ class BestTrial:
     user_attrs: dict[str, Any]
     #: the study's reference recipe refit with the champion's epochs (``budget.refit_reference``)
     reference: dict[str, Any] | None = None
+    #: the finalists' race (:mod:`cifar_hpo.sweep.finalists`): arms, statistics, summary
+    race: dict[str, Any] | None = None
 
 
 def load_existing_study(study_name: str, storage: str | None = None) -> optuna.Study:
@@ -64,7 +67,8 @@ def choose_trial(
 ) -> optuna.trial.FrozenTrial:
     """The trial ``best``/``--export`` stands for: trial number ``trial`` (must be COMPLETE),
     else the best feasible trial within ``limits`` (:func:`~cifar_hpo.sweep.ranking.rule_pick`),
-    else the champion (:func:`~cifar_hpo.sweep.ranking.best_trial`).
+    else the champion (:func:`~cifar_hpo.sweep.champion.champion_trial`: the arm the
+    finalists' race promoted, else the best trial).
 
     Raises:
         SweepSpecError: no such completed trial, no trial within the limits, or no completed
@@ -88,7 +92,7 @@ def choose_trial(
                 f"no completed feasible trial of {name!r} with {_limits_text(limits)}"
             )
         return pick
-    best = best_trial(study)
+    best = champion_trial(study)
     if best is None:
         n = len(study.get_trials(deepcopy=False))
         done = len(ranked_trials(study))
@@ -135,6 +139,7 @@ def find_best(
         user_attrs=dict(best.user_attrs),
         refit=refit,
         reference=study.user_attrs.get(REFERENCE_REFIT_ATTR) or None,
+        race=study.user_attrs.get(RACE_ATTR) or None,
     )
 
 

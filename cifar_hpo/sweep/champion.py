@@ -62,8 +62,8 @@ def keep_top_models(
     refit_model = (study.user_attrs.get(REFIT_ATTR) or {}).get("model_id")
     deleted = []
     for model in tracker.live_models(experiment_name(study.study_name)):
-        if model.tags.get("cifar_hpo.role") == "refit":
-            if model.model_id != refit_model:  # an earlier refit, replaced
+        if str(model.tags.get("cifar_hpo.role", "")).startswith("refit"):
+            if model.model_id != refit_model:  # an earlier refit, or a race arm not promoted
                 tracker.delete_model(model.model_id, registered_name=name)
                 deleted.append(model.model_id)
             continue
@@ -75,6 +75,18 @@ def keep_top_models(
             tracker.delete_model(model.model_id, registered_name=name)
             deleted.append(model.model_id)
     return deleted
+
+
+def champion_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The trial whose model stands as ``champion``: the arm a finalists' race promoted (its
+    refit carries ``promoted``; it may be the reference recipe rather than the search's best),
+    else the study's best trial."""
+    refit = study.user_attrs.get(REFIT_ATTR) or {}
+    if refit.get("promoted") and refit.get("model_id"):
+        for t in study.get_trials(deepcopy=False):
+            if t.number == refit.get("trial"):
+                return t
+    return best_trial(study)
 
 
 def model_of(study: optuna.Study, trial: FrozenTrial | None) -> str | None:
@@ -122,13 +134,14 @@ def _point_alias(study, tracker, alias: str, choose, attempts: int) -> tuple[str
 
 
 def reconcile_champion(study: optuna.Study, tracker: Tracker, attempts: int = 5) -> str | None:
-    """Point the ``champion`` alias of ``cifar-hpo-<study>`` at the study's best trial's model.
+    """Point the ``champion`` alias of ``cifar-hpo-<study>`` at the model of
+    :func:`champion_trial` (the race's promoted arm, else the study's best trial).
 
     Returns:
         The champion's registry version, or None when the best trial has no logged model
         (no completed trial yet, or its model could not be logged).
     """
-    version, best = _point_alias(study, tracker, CHAMPION_ALIAS, best_trial, attempts)
+    version, best = _point_alias(study, tracker, CHAMPION_ALIAS, champion_trial, attempts)
     if best is not None:
         record = {
             "trial": best.number,

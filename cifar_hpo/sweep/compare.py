@@ -9,6 +9,8 @@ written ``NAME@ALIAS`` without ``--study``), resolved by :func:`resolve_ref`. Th
   else validation) and takes challenger minus champion per class;
 * loads both logged models (the weights in their LoggedModel), predicts that split of the
   dataset, and derives the confusion-matrix difference and the images the two disagree on;
+* tests whether their accuracies differ: the exact McNemar test on the two models' per-image
+  correctness (:func:`cifar_hpo.stats.mcnemar`; one run per side, so no interval across seeds);
 * measures parameters, MACs and batch-1 CPU latency of both;
 * logs ``compare.json``, ``confusion_diff.png`` and ``disagreements.png`` to the challenger's run
   under ``compare/<champion alias or run id>/``.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from cifar_hpo.compare import (
     per_class_deltas,
 )
 from cifar_hpo.errors import UserError
+from cifar_hpo.stats import McNemar, mcnemar
 from cifar_hpo.sweep.storage import RUN_ID_ATTR, load_stored_study, make_storage
 from cifar_hpo.tracking import RunRecord, Tracker, registered_model_name
 
@@ -206,6 +209,7 @@ class Comparison:
     disagreements: Disagreements | None = None
     notes: list[str] = field(default_factory=list)
     artifact_dir: str | None = None
+    mcnemar: McNemar | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON written as ``compare.json``."""
@@ -223,6 +227,7 @@ class Comparison:
             "confusion_changes": self.changes,
             "disagreements": self.disagreements.to_dict() if self.disagreements else None,
             "notes": self.notes,
+            "mcnemar": asdict(self.mcnemar) if self.mcnemar else None,
         }
 
 
@@ -394,6 +399,8 @@ def _predict(
     out.confusion["diff"] = out.confusion["challenger"] - out.confusion["champion"]
     out.changes = confusion_changes(out.confusion["diff"], out.class_names)
     out.disagreements = find_disagreements(probs["champion"], probs["challenger"], labels, top_n)
+    correct = {side: p.argmax(dim=1).numpy() == labels for side, p in probs.items()}
+    out.mcnemar = mcnemar(correct["challenger"], correct["champion"])
     if top_n <= 0:
         return None
     return images[[row["index"] for row in out.disagreements.top]]

@@ -48,6 +48,7 @@ from cifar_hpo.engine import Result, TrainState, make_splits, train
 from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
 from cifar_hpo.latency import measure_latency_ms
 from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.sweep.fidelity import COMPLETE
 from cifar_hpo.sweep.ranking import MEASURES_ATTR, rank_key, ranked_trials, rule_holds
 from cifar_hpo.sweep.spec import (
     CONFIG_MEASURES,
@@ -70,6 +71,8 @@ from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, track
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
 #: user attribute of a trial ended before training by a config-only constraint
 INFEASIBLE_ATTR = "infeasible"
+#: user attribute: {"phase": "search", "mechanism", "epochs", "train_fraction"} of the trial
+FIDELITY_ATTR = "fidelity"
 #: user attribute: median training images/s of the trial's epochs (what the refit plans with)
 TRAIN_SPEED_ATTR = "train_images_per_sec"
 
@@ -114,12 +117,14 @@ def trained_measures(result: Result, macs: int) -> dict[str, float]:
 
 class PruningCallback(Callback):
     """Reports ``metric`` each epoch (``trial.report(value, epoch)``) and raises
-    ``optuna.TrialPruned`` when the study's pruner says so. Place it after the tracking
-    callback, so the epoch a trial is pruned at is logged too."""
+    ``optuna.TrialPruned`` when the study's pruner says so (``prune=False``: reports only, as
+    the learning curve of a ``complete``-fidelity trial). Place it after the tracking callback,
+    so the epoch a trial is pruned at is logged too."""
 
-    def __init__(self, trial: optuna.Trial, metric: str):
+    def __init__(self, trial: optuna.Trial, metric: str, prune: bool = True):
         self.trial = trial
         self.metric = metric
+        self.prune = prune
 
     def on_train_start(self, state: TrainState) -> None:
         # a trial resumed from a checkpoint reports the epochs it inherited (no pruning on them)
@@ -133,7 +138,7 @@ class PruningCallback(Callback):
         if value is None or not math.isfinite(value):
             return
         self.trial.report(value, record["epoch"])
-        if self.trial.should_prune():
+        if self.prune and self.trial.should_prune():
             self.trial.set_user_attr("pruned_at_epoch", record["epoch"])
             raise optuna.TrialPruned(
                 f"pruned at epoch {record['epoch']} ({self.metric}={value:.4f})"
@@ -234,6 +239,9 @@ class Objective:
         self.maximize = spec.primary.direction == "maximize"
         # Optuna prunes one validation metric per epoch; several objectives cannot be pruned
         self.prunes = not spec.is_multi_objective and self.metric in VALIDATION_METRICS
+        # ``complete`` search fidelity ranks trials where their schedules end: reported each
+        # epoch, never pruned mid-schedule (a non-finite loss still ends a trial at once)
+        self.mid_schedule = spec.budget.fidelity != COMPLETE
         names = {*spec.metric_names, *spec.constraints}
         for limits in spec.rules.values():
             names.update(limits)
@@ -272,6 +280,14 @@ class Objective:
         )
         if run.run_id:
             trial.set_user_attr(RUN_ID_ATTR, run.run_id)
+        fidelity = {
+            "phase": "search",
+            "mechanism": self.spec.budget.fidelity,
+            "epochs": config.epochs,
+            "train_fraction": config.data.train_fraction,
+        }
+        trial.set_user_attr(FIDELITY_ATTR, fidelity)
+        run.set_tags({"cifar_hpo.phase": "search", "cifar_hpo.fidelity": json.dumps(fidelity)})
         broken = self._set_constraints(trial, measures, CONFIG_MEASURES)
         if broken:
             return self._end_untrained(trial, run, config, measures, broken)
@@ -283,7 +299,7 @@ class Objective:
         # the run logs an epoch before the pruner may stop the trial at it
         callbacks: list[Callback] = [meter, run]
         if self.prunes:
-            callbacks.append(PruningCallback(trial, self.metric))
+            callbacks.append(PruningCallback(trial, self.metric, prune=self.mid_schedule))
         if self.checkpoints:
             callbacks.insert(0, Checkpointing(checkpoint))
         bar = None

@@ -48,6 +48,89 @@ TRIAL_OVERHEAD_S = 2.0
 END_RESERVE_S = 12.0
 
 
+@dataclass(frozen=True)
+class FinalistPlan:
+    """How many refits the race runs. Times in seconds.
+
+    Attributes:
+        finalists: configurations from the search.
+        seeds: random seeds per arm (each finalist, and the reference).
+        epochs: epochs of every run on the whole training split.
+        reference: the reference recipe is raced beside them.
+        run_s: expected seconds of one run (training and its test pass).
+        notes: what was lowered to fit, one line each.
+    """
+
+    finalists: int
+    seeds: int
+    epochs: float
+    reference: bool
+    run_s: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def runs(self) -> int:
+        """Runs at most (fewer when the reference is among the finalists)."""
+        return (self.finalists + int(self.reference)) * self.seeds
+
+    @property
+    def seconds(self) -> float:
+        return self.runs * self.run_s
+
+    def line(self) -> str:
+        """``finalists: 3 x 2 seeds x 25 epochs + the reference recipe x 2 seeds = 8 runs of
+        ~10.4 min = ~83.2 min``."""
+        ref = f" + the reference recipe x {self.seeds} seeds" if self.reference else ""
+        return (
+            f"finalists: {self.finalists} x {self.seeds} seeds x {self.epochs:g} epochs{ref} = "
+            f"{self.runs} runs of ~{format_minutes(self.run_s)} = ~{format_minutes(self.seconds)}"
+        )
+
+
+def plan_finalists(
+    time_s: float,
+    epoch_s: float,
+    test_s: float,
+    *,
+    finalists: int,
+    seeds: int,
+    reference: bool,
+    epochs: float,
+    min_epochs: float | None = None,
+) -> FinalistPlan:
+    """Fit finalists x seeds x epochs into ``time_s`` seconds, at ``epoch_s`` seconds per
+    training epoch and ``test_s`` per test pass.
+
+    The epochs stay at ``epochs`` (the refit fidelity), or at least ``min_epochs`` (the
+    recipe's own) when given; finalists and seeds are lowered first, the larger one first
+    (seeds on a tie), down to 1 x 1; only then the epochs, to what fits (0: no race).
+    """
+    floor = min(epochs, min_epochs) if min_epochs else epochs
+    notes = []
+    k, s = finalists, seeds
+    arms = lambda k: k + int(reference)  # noqa: E731
+
+    def fitting_epochs(k: int, s: int) -> float:
+        runs = arms(k) * s
+        fit = (time_s / runs - test_s) / epoch_s if runs else 0.0
+        return min(float(epochs), math.floor(max(fit, 0.0) * 10) / 10)
+
+    while fitting_epochs(k, s) < floor and (k > 1 or s > 1):
+        if s > 1 and (s >= k or k == 1):
+            s -= 1
+        else:
+            k -= 1
+    chosen = fitting_epochs(k, s)
+    if (k, s) != (finalists, seeds):
+        notes.append(
+            f"race lowered from {finalists} finalists x {seeds} seeds to {k} x {s} to fit "
+            f"{format_minutes(time_s)}"
+        )
+    if chosen < epochs:
+        notes.append(f"race epochs {chosen:g} of the wanted {epochs:g} (time kept)")
+    return FinalistPlan(k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes))
+
+
 @dataclass
 class SweepPlan:
     """A budgeted study's plan. Times in seconds, fidelities in epochs.
@@ -69,6 +152,7 @@ class SweepPlan:
         refit_epochs: epochs of the refit on the whole training split.
         refit_runs: refits planned with those epochs (2 with the reference recipe's).
         refit_holdout: the refit keeps the validation hold-out out of its training.
+        race: finalists x seeds x epochs of the race after the search.
         notes: fitting decisions, one line each.
     """
 
@@ -88,6 +172,8 @@ class SweepPlan:
     notes: list[str] = field(default_factory=list)
     refit_runs: int = 1
     refit_holdout: bool = True
+    race: FinalistPlan | None = None
+    fidelity: str = "mid-schedule"
 
     def lines(self) -> list[str]:
         """The plan as printed before trial 1."""
@@ -97,14 +183,25 @@ class SweepPlan:
             f"{format_minutes(self.search_s)} + refit {format_minutes(self.refit_s)}",
             f"  measured training images/s on this machine: {speeds}",
             f"  search fidelity: {self.epochs} epochs of {self.images_per_epoch:,} images "
-            f"(data.train_fraction {self.train_fraction:.3g}); pruning rungs at epochs "
-            f"{', '.join(map(str, self.rungs))} (reduction factor {self.reduction_factor})",
+            f"(data.train_fraction {self.train_fraction:.3g}); "
+            + (
+                "complete schedules, ranked where they end (no mid-schedule pruning)"
+                if self.fidelity == "complete"
+                else f"pruning rungs at epochs {', '.join(map(str, self.rungs))} (reduction "
+                f"factor {self.reduction_factor})"
+            ),
             f"  expected: ~{self.expected_trials} trials of ~{format_minutes(self.trial_s)} "
             f"(an unpruned one up to {format_minutes(self.full_trial_s)}); refit: "
             f"{self.refit_epochs:g} epochs on the whole training split"
             + (" (validation held out)" if self.refit_holdout else " (hold-out included)")
-            + (", then the reference recipe with the same epochs" if self.refit_runs > 1 else ""),
+            + (
+                ", then the reference recipe with the same epochs"
+                if self.race is not None and self.race.reference
+                else ""
+            ),
         ]
+        if self.race is not None:
+            out.append(f"  {self.race.line()}")
         return out + [f"  note: {n}" for n in self.notes]
 
 
@@ -166,6 +263,10 @@ def plan_sweep(
     refit_runs: int = 1,
     refit_holdout: bool = True,
     refit_min_epochs: float | None = None,
+    finalists: int = 1,
+    seeds: int = 1,
+    test_images: int = 10_000,
+    fidelity: str = "mid-schedule",
 ) -> SweepPlan:
     """Plan a study of ``budget_s`` seconds on this machine.
 
@@ -178,8 +279,7 @@ def plan_sweep(
         pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
         refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
         refit_share: share of the budget kept for the refit.
-        refit_runs: refits sharing that time with the same epochs (2: the champion's and the
-            reference recipe's).
+        refit_runs: 2: the reference recipe is raced beside the finalists (1: not).
         refit_holdout: the refit keeps the validation images out of training and scores them
             each epoch; False: it trains on ``train_images + val_images`` without validation.
         refit_min_epochs: epochs the refit must get (the reference recipe's own, so that the
@@ -202,9 +302,10 @@ def plan_sweep(
         else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
     )
     refit_s = (budget_s - reserve_s) * refit_share
+    test_s = test_images * tta_passes / (mean_speed * EVAL_SPEEDUP)  # once per refit run
     if refit_min_epochs:
-        needed_s = 1.01 * refit_min_epochs * full_epoch_s * max(1, refit_runs)
-        if needed_s > refit_s:
+        needed_s = 1.01 * (refit_min_epochs * full_epoch_s + test_s) * max(1, refit_runs)
+        if needed_s > refit_s:  # one finalist and the reference at the minimum epochs
             refit_s = min(needed_s, (budget_s - reserve_s) * MAX_REFIT_SHARE)
             notes.append(
                 f"refit share raised from {refit_share:.0%} to "
@@ -212,7 +313,7 @@ def plan_sweep(
                 f"{refit_min_epochs:g} epochs"
             )
     search_s = budget_s - reserve_s - refit_s
-    pruned = pruner in ("successive_halving", "hyperband")
+    pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
     eta, spec_epochs = reduction_factor, epochs
 
     def costs(fraction: float, epochs: int) -> tuple[int, float, float]:
@@ -257,12 +358,18 @@ def plan_sweep(
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    refit_fit = refit_s / (full_epoch_s * max(1, refit_runs))
-    refit = min(float(refit_epochs), math.floor(refit_fit * 10) / 10)
-    if refit < refit_epochs:
-        notes.append(
-            f"refit capped at {refit:g} of the wanted {refit_epochs:g} epochs by the time kept"
-        )
+    race = plan_finalists(
+        refit_s,
+        full_epoch_s,
+        test_s,
+        finalists=finalists,
+        seeds=seeds,
+        reference=refit_runs > 1,
+        epochs=refit_epochs,
+        min_epochs=refit_min_epochs,
+    )
+    notes += race.notes
+    refit = race.epochs
     if refit <= 0:
         notes.append("no time for a refit: the best trial stays the champion")
         refit = 0.0
@@ -281,6 +388,8 @@ def plan_sweep(
         expected_trials=expected,
         refit_epochs=refit,
         notes=notes,
-        refit_runs=max(1, refit_runs),
+        refit_runs=race.runs,
         refit_holdout=refit_holdout,
+        race=race,
+        fidelity=fidelity,
     )

@@ -23,7 +23,7 @@ import optuna
 
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
-from cifar_hpo.engine import make_splits, train
+from cifar_hpo.engine import Result, make_splits, train
 from cifar_hpo.sweep.ranking import best_trial, primary_value
 from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
 
@@ -46,6 +46,7 @@ class RefitResult:
     test_acc: float | None
     search_value: float
     seconds: float
+    seed: int | None = None
 
     def as_attr(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,6 +76,76 @@ def reference_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return min(enqueued, key=lambda t: t.number) if enqueued else None
 
 
+def refit_run(
+    study: optuna.Study,
+    base: TrainConfig,
+    data: CifarData,
+    trial: optuna.trial.FrozenTrial,
+    epochs: float,
+    *,
+    tracker: Tracker | NullTracker,
+    parent_run_id: str | None,
+    role: str = "refit",
+    seed: int | None = None,
+    log_model: bool = True,
+    holdout: bool = True,
+    callbacks: list | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[RefitResult, Result] | None:
+    """Retrain ``trial``'s configuration for ``epochs`` epochs on the whole training split
+    (``seed``: the run's random seed, default the base config's), tracked as a child run of
+    the study's parent with tag ``cifar_hpo.role`` = ``role`` (and ``tags``); its model is
+    logged when ``log_model``. Writes nothing on the study.
+
+    Returns:
+        (the refit's record, the training result with its model and test report), or None
+        when training diverged (the run is ended FAILED).
+
+    Raises:
+        Exception: what training raised (the refit run is ended FAILED first).
+    """
+    params = dict(trial.params)
+    if seed is not None:
+        params["seed"] = seed
+    config = refit_config(base, params, epochs, holdout=holdout)
+    run_tags = {
+        "cifar_hpo.study": study.study_name,
+        "cifar_hpo.role": role,
+        "cifar_hpo.trial": str(trial.number),
+        "cifar_hpo.phase": "refit",
+        "cifar_hpo.fidelity": f"{epochs:g} epochs, data.train_fraction 1",
+        **(tags or {}),
+    }
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    run = tracker.start_run(
+        experiment_name(study.study_name), f"{role}-trial-{trial.number}", run_tags, config
+    )
+    splits = make_splits(config, data)
+    run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
+    with run.ends_on_error():
+        result = train(config, data, [run, *(callbacks or [])])
+        run.log_result(result)
+        if result.status == "diverged":
+            run.end(RunOutcome.FAILED, result.message)
+            return None
+        model_id = run.log_model(result, data.mean, data.std) if log_model else None
+        run.log_metrics({"search_value": primary_value(trial)}, step=len(result.history))
+    run.end(RunOutcome.COMPLETE)
+    refit = RefitResult(
+        trial=trial.number,
+        run_id=run.run_id,
+        model_id=model_id,
+        epochs=float(epochs),
+        val_acc=result.val.metrics["acc"] if result.val else None,
+        test_acc=result.test.metrics["acc"] if result.test else None,
+        search_value=primary_value(trial),
+        seconds=result.seconds,
+        seed=config.seed,
+    )
+    return refit, result
+
+
 def refit_best(
     study: optuna.Study,
     base: TrainConfig,
@@ -89,11 +160,11 @@ def refit_best(
     holdout: bool = True,
 ) -> RefitResult | None:
     """Retrain the study's best trial's configuration (or ``trial``'s) for ``epochs`` epochs on
-    the whole training split, tracked as a ``refit`` child run with its model logged, and record
-    it on the study (``refit``). ``reference=True``: the reference recipe's refit, a
-    ``refit-reference`` run without a model, recorded as ``reference_refit``. ``holdout=False``:
-    train on the validation hold-out too (``val_acc`` None, see :func:`refit_config`). Returns
-    None when there is no completed trial or ``epochs`` <= 0.
+    the whole training split (:func:`refit_run`), and record it on the study (``refit``).
+    ``reference=True``: the reference recipe's refit, a ``refit-reference`` run without a
+    model, recorded as ``reference_refit``. ``holdout=False``: train on the validation hold-out
+    too (``val_acc`` None, see :func:`refit_config`). Returns None when there is no completed
+    trial, ``epochs`` <= 0 or training diverged.
 
     Raises:
         Exception: what training raised (the refit run is ended FAILED first).
@@ -101,38 +172,20 @@ def refit_best(
     best = trial if trial is not None else best_trial(study)
     if best is None or epochs <= 0:
         return None
-    config = refit_config(base, dict(best.params), epochs, holdout=holdout)
-    role = "refit-reference" if reference else "refit"
-    tags = {
-        "cifar_hpo.study": study.study_name,
-        "cifar_hpo.role": role,
-        "cifar_hpo.trial": str(best.number),
-    }
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    run = tracker.start_run(
-        experiment_name(study.study_name), f"{role}-trial-{best.number}", tags, config
+    done = refit_run(
+        study,
+        base,
+        data,
+        best,
+        epochs,
+        tracker=tracker,
+        parent_run_id=parent_run_id,
+        role="refit-reference" if reference else "refit",
+        log_model=not reference,
+        holdout=holdout,
+        callbacks=callbacks,
     )
-    splits = make_splits(config, data)
-    run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
-    with run.ends_on_error():
-        result = train(config, data, [run, *(callbacks or [])])
-        run.log_result(result)
-        if result.status == "diverged":
-            run.end(RunOutcome.FAILED, result.message)
-            return None
-        model_id = None if reference else run.log_model(result, data.mean, data.std)
-        run.log_metrics({"search_value": primary_value(best)}, step=len(result.history))
-    run.end(RunOutcome.COMPLETE)
-    refit = RefitResult(
-        trial=best.number,
-        run_id=run.run_id,
-        model_id=model_id,
-        epochs=float(epochs),
-        val_acc=result.val.metrics["acc"] if result.val else None,
-        test_acc=result.test.metrics["acc"] if result.test else None,
-        search_value=primary_value(best),
-        seconds=result.seconds,
-    )
-    study.set_user_attr(REFERENCE_REFIT_ATTR if reference else REFIT_ATTR, refit.as_attr())
-    return refit
+    if done is None:
+        return None
+    study.set_user_attr(REFERENCE_REFIT_ATTR if reference else REFIT_ATTR, done[0].as_attr())
+    return done[0]

@@ -16,12 +16,10 @@ study's one parent run.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import socket
-import statistics
 import tempfile
 import time
 import warnings
@@ -52,23 +50,11 @@ from cifar_hpo.sweep.champion import (
     reconcile_champion,
     reconcile_rule_aliases,
 )
-from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR, Objective
-from cifar_hpo.sweep.plan import (
-    EVAL_SPEEDUP,
-    SweepPlan,
-    end_reserve,
-    epoch_seconds,
-    plan_sweep,
-)
+from cifar_hpo.sweep.finalists import RACE_ATTR, race_after_search, race_metrics
+from cifar_hpo.sweep.objective import Objective
+from cifar_hpo.sweep.plan import SweepPlan, plan_sweep
 from cifar_hpo.sweep.ranking import primary_value
-from cifar_hpo.sweep.refit import (
-    REFERENCE_REFIT_ATTR,
-    REFIT_ATTR,
-    RefitResult,
-    reference_trial,
-    refit_best,
-    refit_config,
-)
+from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR, refit_config
 from cifar_hpo.sweep.report import best_trial, state_counts, study_plots, study_summary
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
 from cifar_hpo.sweep.storage import (
@@ -488,6 +474,10 @@ def finish_parent(study: optuna.Study, tracker: Tracker, run_id: str, status: st
                 for key in ("search_value", "val_acc", "test_acc", "epochs"):
                     if refit.get(key) is not None:
                         metrics[f"{prefix}_{key}"] = float(refit[key])
+            race = study.user_attrs.get(RACE_ATTR)
+            if race:  # the finalists' race and its statistics: metrics and a JSON artifact
+                metrics.update(race_metrics(race))
+                Path(tmp, "race.json").write_text(json.dumps(race, indent=1, default=str))
             Path(tmp, "study_summary.json").write_text(json.dumps(summary, indent=1, default=str))
             if summary["pareto_front"] is not None:  # the front as its own table
                 front = json.dumps(summary["pareto_front"], indent=1, default=str)
@@ -578,11 +568,18 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
         refit_runs=2 if spec.budget.refit_reference and spec.enqueue else 1,
         refit_holdout=spec.budget.refit_holdout,
         refit_min_epochs=spec.budget.refit_min_epochs,
+        finalists=spec.refit.finalists,
+        seeds=spec.refit.seeds,
+        test_images=len(prep.data.test_labels),
+        fidelity=spec.budget.fidelity,
     )
 
 
 def planned_pruner(spec: SweepSpec, plan: SweepPlan) -> optuna.pruners.BasePruner:
-    """The spec's pruner with the plan's rungs (min resource, reduction factor, max epochs)."""
+    """The spec's pruner with the plan's rungs (min resource, reduction factor, max epochs);
+    none for ``complete`` search fidelity (trials are ranked where their schedules end)."""
+    if spec.budget.fidelity == "complete":
+        return optuna.pruners.NopPruner()
     pruner = spec.pruner.model_copy(
         update={"min_resource": plan.rungs[0], "reduction_factor": plan.reduction_factor}
     )
@@ -603,83 +600,23 @@ def estimate_text(prep: PreparedSweep, speeds, n_trials, timeout, overrides) -> 
     )
 
 
-def refit_speed(plan: SweepPlan, best: optuna.trial.FrozenTrial | None) -> float:
-    """Training images/s to plan the refit of ``best`` with: the median its own epochs ran at
-    in this search (same machine, same config but the data share), else the plan's probe of
-    its architecture, else the probes' mean. The probe is a few steps, easily skewed by a busy
-    CPU; the trial's epochs are the better measure."""
-    observed = best.user_attrs.get(TRAIN_SPEED_ATTR) if best is not None else None
-    if observed:
-        return float(observed)
-    speed = statistics.fmean(plan.images_per_sec.values())
-    if best is not None and "model.name" in best.params:
-        speed = plan.images_per_sec.get(best.params["model.name"], speed)
-    return speed
-
-
-def refit_epochs_left(
-    left_s: float, total_s: float, epoch_s: float, test_s: float, runs: int, wanted: float
-) -> float:
-    """The refit's epochs (tenths) that fit in the ``left_s`` seconds the search left, at
-    ``epoch_s`` seconds an epoch measured in this search, ``runs`` refits each scored on the
-    test set (``test_s``), at most the spec's ``wanted`` epochs. Not capped by the plan's
-    epochs: those came from the probe before trial 1, and a machine faster than probed
-    leaves the refit more time, which it should use."""
-    fits = (left_s * 0.97 - runs * test_s - end_reserve(total_s)) / (runs * epoch_s)
-    return min(float(wanted), math.floor(max(fits, 0.0) * 10) / 10)
-
-
 def run_refit(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say) -> None:
-    """Refit the best configuration with the epochs the time left allows (at most the spec's
-    ``budget.refit_epochs``, see :func:`refit_epochs_left`), then put the champion on it;
-    with ``budget.refit_reference``, then the reference recipe's configuration with the same
-    epochs (unless it is the champion's)."""
+    """After the search: race the finalists and the reference recipe in the time the budget
+    left, and promote the champion (:func:`cifar_hpo.sweep.finalists.race_after_search`)."""
     holdout = prep.spec.budget.refit_holdout
     train_images, val_images = _split_sizes(prep, overrides, holdout)
-    best = best_trial(prep.study)
-    reference = reference_trial(prep.study) if plan.refit_runs > 1 else None
-    if reference is not None and best is not None and reference.number == best.number:
-        reference = None  # the champion is the reference recipe: one refit is both
-    speed = refit_speed(plan, best)
-    base = _base(prep, overrides)
-    passes = tta_passes(base.tta)
-    epoch_s = epoch_seconds(train_images, speed, val_images, passes)
-    test_s = len(prep.data.test_labels) * passes / (speed * EVAL_SPEEDUP)
-    runs = 2 if reference is not None else 1
-    wanted = prep.spec.budget.refit_epochs or prep.spec.budget.epochs
-    epochs = refit_epochs_left(clock.left_s, clock.total_s, epoch_s, test_s, runs, wanted)
-    if best is None or epochs < 0.1:
-        say(f"no refit: {'no completed trial' if best is None else 'no time left'}")
-        return
-    say(f"refit: trial {best.number}'s configuration, {epochs:g} epochs of {train_images:,} images")
-    refit = functools.partial(
-        refit_best,
+    race_after_search(
         prep.study,
-        base,
+        prep.spec,
+        _base(prep, overrides),
         prep.data,
-        epochs,
+        plan,
+        clock,
         tracker=prep.tracker,
         parent_run_id=prep.parent_run_id,
-        holdout=holdout,
-    )
-    result = refit()
-    if result is not None:
-        say(_refit_line("refit", result))
-    if reference is not None:
-        say(f"refit: the reference recipe (trial {reference.number}), {epochs:g} epochs")
-        bar = refit(trial=reference, reference=True)
-        if bar is not None:
-            say(_refit_line("reference refit", bar))
-    elif plan.refit_runs > 1 and result is not None:  # the champion is the reference recipe
-        prep.study.set_user_attr(REFERENCE_REFIT_ATTR, result.as_attr())
-
-
-def _refit_line(what: str, result: RefitResult) -> str:
-    test = f"{100 * result.test_acc:.2f} %" if result.test_acc is not None else "-"
-    val = f"{100 * result.val_acc:.2f} %" if result.val_acc is not None else "-"
-    return (
-        f"{what}: validation {val}, test {test} (trial {result.trial}: "
-        f"{result.search_value:.4f} at search fidelity), {format_minutes(result.seconds)}"
+        train_images=train_images,
+        val_images=val_images,
+        say=say,
     )
 
 

@@ -256,6 +256,10 @@ class BudgetSpec(_Strict):
         refit_min_epochs: the refit's minimum epochs (the reference recipe's own): on a slow
             machine the plan raises the refit share (up to 60 % of the budget) until they fit,
             so the champion never trains less than the recipe it must beat; None: no minimum.
+        fidelity: how the search decides at low fidelity (:mod:`cifar_hpo.sweep.fidelity`):
+            ``mid-schedule`` (the pruner compares trials at epochs inside their schedules) or
+            ``complete`` (every trial trains a complete short schedule and is ranked where it
+            ends, no mid-schedule pruning; the top configurations are raced as finalists).
     """
 
     epochs: int = Field(4, ge=1)
@@ -266,6 +270,7 @@ class BudgetSpec(_Strict):
     refit_reference: bool = False
     refit_holdout: bool = True
     refit_min_epochs: float | None = Field(None, gt=0.0)
+    fidelity: Literal["mid-schedule", "complete"] = "mid-schedule"
 
     @model_validator(mode="after")
     def _check_refit_epochs(self) -> BudgetSpec:
@@ -276,6 +281,23 @@ class BudgetSpec(_Strict):
                 f"{wanted:g}; expected refit_min_epochs <= refit_epochs"
             )
         return self
+
+
+class RefitSpec(_Strict):
+    """The finalists' race after the search (:mod:`cifar_hpo.sweep.finalists`).
+
+    Attributes:
+        finalists: the top configurations of the search retrained at the refit fidelity (the
+            plan lowers it to what the budget holds).
+        seeds: random seeds per finalist, and for the reference recipe beside them (the plan
+            lowers it to what the budget holds); the champion is the finalist with the best mean.
+        alpha: significance level a challenger must beat the reference recipe at to become
+            ``champion`` (otherwise the reference's refit is the champion).
+    """
+
+    finalists: int = Field(3, ge=1)
+    seeds: int = Field(2, ge=1)
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
 class SweepSpec(_Strict):
@@ -290,6 +312,7 @@ class SweepSpec(_Strict):
     sampler: SamplerSpec = SamplerSpec()
     pruner: PrunerSpec = PrunerSpec()
     budget: BudgetSpec = BudgetSpec()
+    refit: RefitSpec = RefitSpec()
     top_k_models: int = Field(3, ge=0)
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
 
