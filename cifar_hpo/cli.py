@@ -357,7 +357,6 @@ def sweep_cmd(
     workers: Annotated[
         int,
         typer.Option(
-            min=1,
             help="Local worker processes on this study (needs --storage journal:FILE or "
             "postgresql://...; more machines: run this command on each).",
         ),
@@ -394,6 +393,8 @@ def sweep_cmd(
     from cifar_hpo.sweep.workers import require_shared_storage, run_sweep_workers
 
     trials = _trial_count(trials)
+    if workers < 1:  # checked here, not by click: one line, not Typer's box
+        raise UserError(f"--workers {workers}: expected 1 or more worker processes")
     budget_s = parse_duration(budget) if budget is not None else None
     if timeout is not None and not timeout > 0:
         raise UserError(f"--timeout must be a number of seconds > 0, got {timeout:g}")
@@ -650,11 +651,14 @@ def _print_leaderboard(board) -> None:
 def dashboard_cmd(
     storage: StorageOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8080,
 ) -> None:
     """Serve optuna-dashboard (study history, importances, trials) for the stored studies;
     needs pip install 'cifar-hpo[dashboard]'. Ctrl-C stops it."""
     from cifar_hpo.sweep.dashboard import serve_dashboard
+
+    if not 1 <= port <= 65535:  # checked here, not by click: one line, not Typer's box
+        raise UserError(f"--port {port}: expected a TCP port from 1 to 65535")
 
     def ready(url: str) -> None:
         where = storage or "studies/optuna.db"

@@ -438,7 +438,8 @@ def with_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainCo
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; raises :class:`ConfigError` on a missing file or bad YAML."""
+    """Read a YAML mapping; raises :class:`ConfigError` on a missing, empty or non-mapping
+    file or bad YAML."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -451,8 +452,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise ConfigError(f"malformed YAML in {str(path)!r}{where}: {problem}") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file is a mistake, not "all defaults"
+        raise ConfigError(
+            f"config file {str(path)!r} is empty: expected a mapping of keys such as 'epochs: 10'"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{str(path)!r} must hold a mapping of keys, got {type(data).__name__}")
     return data

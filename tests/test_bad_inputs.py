@@ -144,6 +144,7 @@ def keep(tmp_path_factory):
         torch.save({"weights": torch.zeros(3)}, "foreign.pt")
         Path("image.png").write_bytes(b"")
         Path("blocker").write_text("a regular file, not a folder")
+        Path("empty.yaml").write_text("")
     finally:
         os.chdir(old)
     return root
@@ -454,6 +455,24 @@ CATALOGUE = [
         "leaderboard: unknown sort key",
         ["studies", "--study", "keep", "--top", "5", "--sort", "size"],
         ["unknown sort key 'size' for study 'keep'; allowed: value"],
+        {},
+    ),
+    (
+        "no workers",
+        _sweep("keep", "--workers", "0"),
+        ["--workers 0: expected 1 or more worker processes"],
+        {},
+    ),
+    (
+        "dashboard port out of range",
+        ["dashboard", "--port", "99999"],
+        ["--port 99999: expected a TCP port from 1 to 65535"],
+        {},
+    ),
+    (
+        "empty config file",
+        ["train", "--config", "empty.yaml"],
+        ["config file 'empty.yaml' is empty: expected a mapping of keys such as 'epochs: 10'"],
         {},
     ),
     (

@@ -486,3 +486,21 @@ def test_the_refit_uses_the_time_left_up_to_the_specs_epochs_not_the_plans():
     assert refit_epochs_left(31 * 60.0, epoch_s / 3) == 20.0
     assert refit_epochs_left(31 * 60.0, epoch_s, reference=True) < 6.2
     assert refit_epochs_left(5.0, epoch_s) == 0.0
+
+
+def test_a_budget_already_used_up_is_refused_saying_what_one_trial_needs(project):
+    """`sweep --budget 1s` on a study that has used more than that: exit 2 and one line with
+    what one trial needs here, instead of exit 0, no trial and "give --budget to extend"."""
+    from helpers import fails_with
+
+    Path("sweeps", "spent.yaml").write_text(yaml.safe_dump(SPEC))
+    Path("studies").mkdir(exist_ok=True)
+    storage = optuna.storages.RDBStorage("sqlite:///studies/optuna.db")
+    study = optuna.create_study(study_name="spent", storage=storage, direction="maximize")
+    study.set_user_attr(BUDGET_ATTR, {"total_s": 60.0, "used_s": 60.0})
+    MlflowClient("sqlite:///mlflow.db").search_experiments()  # its tables exist: no INFO lines
+    result = runner.invoke(app, ["sweep", "--study", "spent", "--budget", "1s", "--no-progress"])
+    line = fails_with(result, "--budget 1 s: ", "s of it are used already", "one needs ~")
+    assert re.search(r"give --budget \d+ s or more", line), line
+    assert "to extend" not in result.output
+    assert optuna.load_study(study_name="spent", storage=storage).trials == []

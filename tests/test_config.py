@@ -245,8 +245,9 @@ def test_load_config_from_yaml_with_overrides(tmp_path):
     assert (cfg.epochs, cfg.optim.lr, cfg.optim.name) == (3, 0.02, "adam")
     assert cfg.model.hparams == {"width": 0.5} and cfg.augment.strength == 0.5
     empty = tmp_path / "empty.yaml"
-    empty.write_text("")
-    assert load_config(empty) == TrainConfig()
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"config file '.*empty.yaml' is empty: expected a"):
+        load_config(empty)
     assert load_config(None, {"epochs": 2}).epochs == 2
 
 

@@ -362,12 +362,17 @@ def run_sweep(
     )
     study, tracker, parent = prep.study, prep.tracker, prep.parent_run_id
     say = _printer(console)
+    given_budget_s = budget_s
     if budget_s is None and prep.spec.budget.minutes:
         budget_s = prep.spec.budget.minutes * 60
     clock = budget_clock(study, budget_s, started)
-    if clock is not None and clock.used_up:
-        say(f"study {study_name}: its budget is used up ({clock.text()}); give --budget to extend")
     speeds = measure_speeds(prep, overrides, say)
+    refused = None
+    if clock is not None and clock.used_up:
+        refused = used_up_text(prep, speeds, clock, given_budget_s, overrides)
+        if given_budget_s is None:  # a resumed study's own budget: nothing to do, not an error
+            say(f"study {study_name}: {refused}")
+            refused = None
     plan = None
     trial_overrides = dict(overrides or {})
     callbacks: list = []
@@ -440,6 +445,8 @@ def run_sweep(
     finally:
         if clock is not None:
             clock.record(study)  # the study summary counts too
+    if refused is not None:
+        raise SweepSpecError(refused)
     return SweepOutcome(study, parent, interrupted, sorted(objective.numbers))
 
 
@@ -585,6 +592,20 @@ def planned_pruner(spec: SweepSpec, plan: SweepPlan) -> optuna.pruners.BasePrune
     )
     budget = spec.budget.model_copy(update={"epochs": plan.epochs})
     return build_pruner(spec.model_copy(update={"pruner": pruner, "budget": budget}))
+
+
+def used_up_text(prep: PreparedSweep, speeds, clock: BudgetClock, given_s, overrides) -> str:
+    """Why a budgeted call runs nothing: the budget is used up, and how much one trial needs
+    on this machine (from the plan's cost model at the measured speeds)."""
+    one = plan_study(prep, speeds, 3600.0, overrides).trial_s
+    need = format_minutes(clock.used_s + max(one, 0.05 * clock.total_s) / 0.95 + 1)
+    if given_s is None:
+        return f"its budget is used up ({clock.text()}); give --budget {need} or more to extend"
+    return (
+        f"--budget {format_minutes(given_s)}: {format_minutes(clock.used_s)} of it are used "
+        f"already, nothing is left for a trial (one needs ~{format_minutes(one)} on this "
+        f"machine); give --budget {need} or more"
+    )
 
 
 def estimate_text(prep: PreparedSweep, speeds, n_trials, timeout, overrides) -> str:
