@@ -249,41 +249,57 @@ def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.slow
-def test_reference_recipe_is_refit_with_the_champions_epochs(tmp_path, data_dir, monkeypatch):
-    """budget.refit_reference: after the champion's refit the reference recipe (the first
-    enqueued config, trial 0) is refit with the same epochs, as a refit-reference run without a
-    model; `best` and the parent run show both. When trial 0 is the champion, its one refit is
-    both."""
+def test_reference_recipe_is_raced_beside_the_finalists_and_gates_the_champion(
+    tmp_path, data_dir, monkeypatch
+):
+    """budget.refit_reference: the reference recipe (the first enqueued config, trial 0) is
+    raced beside the finalists with the same epochs and seeds as a refit-reference run; the
+    champion is the tuned finalist only if it beats the recipe significantly, else the recipe's
+    refit; `best`, the sweep's last lines and the parent run (metrics, race.json) show the
+    statistics."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "sweeps").mkdir()
     spec = {**SPEC, "budget": {**SPEC["budget"], "refit_reference": True, "refit_holdout": False}}
     spec["enqueue"] = [{"optim.lr": 0.01}]
+    spec["refit"] = {"finalists": 1, "seeds": 2}
     Path("sweeps", "tinyr.yaml").write_text(yaml.safe_dump(spec))
     result = runner.invoke(app, ["sweep", "--study", "tinyr", "--budget", "50s", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "then the reference recipe with the same epochs" in result.output
+    assert "(hold-out included)" in result.output
     study = optuna.load_study(study_name="tinyr", storage="sqlite:///studies/optuna.db")
     refit, reference = study.user_attrs["refit"], study.user_attrs["reference_refit"]
+    race = study.user_attrs["race"]
     assert study.trials[0].params == {"optim.lr": 0.01} and reference["trial"] == 0
     assert reference["epochs"] == refit["epochs"] and reference["test_acc"] is not None
     assert refit["val_acc"] is None and reference["val_acc"] is None  # hold-out trained too
-    assert "(hold-out included)" in result.output
+    ref_arm = next(a for a in race["arms"] if a["reference"])
+    assert ref_arm["trial"] == 0 and len(ref_arm["test_acc"]) == len(race["arms"][0]["test_acc"])
+    assert f"finalists' race: {race['summary']}" in " ".join(result.output.split())
     client = MlflowClient()
-    if study.best_trial.number == 0:
-        assert reference == refit
+    champion = client.get_model_version_by_alias("cifar-hpo-tinyr", "champion")
+    assert champion.tags["cifar_hpo.model_id"] == refit["model_id"]
+    assert int(champion.tags["trial"]) == race["promoted_trial"] == refit["trial"]
+    if race["promoted_reference"]:
+        assert refit == reference  # the recipe's refit is the champion
     else:
-        run = client.get_run(reference["run_id"])
-        assert run.data.tags["cifar_hpo.role"] == "refit-reference"
-        assert run.info.status == "FINISHED" and "cifar_hpo.model_id" not in run.data.tags
-        assert run.data.metrics["test_acc"] == pytest.approx(reference["test_acc"])
-        champion = client.get_model_version_by_alias("cifar-hpo-tinyr", "champion")
-        assert champion.tags["cifar_hpo.model_id"] == refit["model_id"]
+        assert race["comparison"]["significant"]
+    run = client.get_run(reference["run_id"])
+    assert run.data.tags["cifar_hpo.role"] == "refit-reference" and run.info.status == "FINISHED"
+    assert run.data.metrics["test_acc"] == pytest.approx(reference["test_acc"])
     parent = client.get_run(study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.metrics["reference_refit_test_acc"] == pytest.approx(reference["test_acc"])
     assert parent.data.metrics["refit_test_acc"] == pytest.approx(refit["test_acc"])
+    if race["comparison"] is not None:
+        p = race["comparison"]["mcnemar"]["p_value"]
+        assert parent.data.metrics["vs_reference_mcnemar_p"] == pytest.approx(p)
+    assert parent.data.metrics["champion_is_reference"] == float(race["promoted_reference"])
+    artifacts = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert "race.json" in artifacts
     shown = runner.invoke(app, ["best", "--study", "tinyr"])
     assert shown.exit_code == 0 and "reference recipe" in shown.output, shown.output
+    assert "race result" in shown.output and "(recipe)" in shown.output
 
 
 def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_compute(
