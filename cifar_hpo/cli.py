@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -42,13 +43,27 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+#: (message regex, why it is harmless): library warnings every sweep printed, silenced for the
+#: command's duration only (tests and library users still see them)
+HARMLESS_WARNINGS = (
+    # TPESampler(multivariate=True, group=True): stable in use since Optuna 2.8
+    (r"Argument ``(multivariate|group)`` is an experimental feature", "optuna TPE options"),
+    # torch.export's pt2 packaging of CPU weights (LoggedModel); the file loads and scores the same
+    (r"No complete tensor found in the group", "torch.export weights on the CPU"),
+)
+
+
 def friendly_errors(func):
-    """Turn the project's one-line errors into ``error: ...`` on stderr and exit status 2."""
+    """Turn the project's one-line errors into ``error: ...`` on stderr and exit status 2, and
+    silence the known-harmless library warnings (``HARMLESS_WARNINGS``) while the command runs."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                for pattern, _ in HARMLESS_WARNINGS:
+                    warnings.filterwarnings("ignore", message=pattern)
+                return func(*args, **kwargs)
         except _known_errors() as err:
             message = str(err) or type(err).__name__
             if isinstance(err, OSError) and getattr(err, "filename", None):

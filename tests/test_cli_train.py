@@ -390,3 +390,30 @@ def test_train_recipe_then_overrides(data_dir, tmp_path):
 
 def test_train_unknown_recipe_is_one_line(data_dir, tmp_path):
     fails_with(_invoke("train", "--recipe", "nope", "--out", tmp_path), "unknown recipe 'nope'")
+
+
+def test_known_harmless_library_warnings_are_silenced_only_inside_a_command():
+    """The CLI boundary filters Optuna's TPE ExperimentalWarning and torch.export's "No
+    complete tensor" warning by message while a command runs; outside it they still show."""
+    import warnings
+
+    import optuna
+
+    from cifar_hpo.cli import friendly_errors
+
+    def emit():
+        optuna.samplers.TPESampler(multivariate=True, group=True, seed=0)
+        warnings.warn(
+            "No complete tensor found in the group! Returning the first one.", stacklevel=1
+        )
+        warnings.warn("something else", UserWarning, stacklevel=1)
+
+    with warnings.catch_warnings(record=True) as inside:
+        warnings.simplefilter("always")
+        friendly_errors(emit)()
+    assert [str(w.message) for w in inside] == ["something else"]
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        emit()
+    shown = " | ".join(str(w.message) for w in outside)
+    assert "is an experimental feature" in shown and "No complete tensor" in shown, shown
