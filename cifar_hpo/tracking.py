@@ -132,11 +132,16 @@ SERVER_CHECK_TIMEOUT_S = 5.0
 
 def check_tracking_server(uri: str, timeout: float = SERVER_CHECK_TIMEOUT_S) -> None:
     """For an ``http(s)://`` tracking URI, ask the server's ``/health`` once (``timeout``
-    seconds); local stores (``sqlite:``, ``file:``, paths) are not checked.
+    seconds); for a ``sqlite:///`` store, check that its database can be written
+    (:func:`check_local_store`); other local stores are not checked.
 
     Raises:
-        TrackingError: the server does not answer (one line naming the URI and what to check).
+        TrackingError: the server does not answer, or the local store cannot be written (one
+            line naming the URI and what to check).
     """
+    if uri.startswith("sqlite:///"):
+        check_local_store(uri)
+        return
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -152,6 +157,37 @@ def check_tracking_server(uri: str, timeout: float = SERVER_CHECK_TIMEOUT_S) -> 
         f"MLflow tracking server {uri} does not answer ({reason}); start it (mlflow server "
         "--host HOST --port PORT) or unset MLFLOW_TRACKING_URI to use the local store"
     )
+
+
+def check_local_store(uri: str) -> None:
+    """A ``sqlite:///PATH`` store must be a writable file or sit in a writable folder:
+    checked at once, since SQLAlchemy otherwise retries for minutes ("Operation will be
+    retried in 51.1 seconds").
+
+    Raises:
+        TrackingError: one line naming the store, the folder and what is wrong.
+    """
+    path = Path(uri.removeprefix("sqlite:///"))
+    if str(path) in ("", ":memory:"):
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    problem = None
+    if not folder.is_dir():
+        problem = f"folder {folder} does not exist"
+    else:
+        try:  # a real write: permission bits say nothing for root or on /proc
+            if path.exists():
+                with open(path, "ab"):
+                    pass
+            else:
+                tempfile.NamedTemporaryFile(dir=folder).close()
+        except OSError as err:
+            problem = f"{err.strerror} in {folder}"
+    if problem is not None:
+        raise TrackingError(
+            f"MLflow tracking store {uri} cannot be written ({problem}); point "
+            "MLFLOW_TRACKING_URI at a writable sqlite:///FILE, or unset it"
+        )
 
 
 def tracking_failure(err: BaseException, uri: str | None) -> TrackingError | None:

@@ -470,6 +470,12 @@ CATALOGUE = [
         {},
     ),
     (
+        "unwritable tracking store",
+        ["train", "--model", "seed000_cnn", "--epochs", "1"],
+        ["MLflow tracking store sqlite:////proc/mlflow.db cannot be written", "in /proc"],
+        {"MLFLOW_TRACKING_URI": "sqlite:////proc/mlflow.db"},
+    ),
+    (
         "empty config file",
         ["train", "--config", "empty.yaml"],
         ["config file 'empty.yaml' is empty: expected a mapping of keys such as 'epochs: 10'"],
