@@ -246,6 +246,28 @@ def fitting_fraction(costs, fraction: float, epochs: int, trial_s: float) -> flo
     return min(fraction, max(0.0, (trial_s - fixed) / per_fraction))
 
 
+def refit_seconds(
+    usable_s: float,
+    share: float,
+    min_epochs: float | None,
+    min_run_s: float,
+    runs: int,
+    notes: list[str],
+) -> float:
+    """Seconds kept for the race: ``share`` of the ``usable_s`` budget, raised (up to
+    ``MAX_REFIT_SHARE``) until ``runs`` runs of ``min_run_s`` seconds (one finalist and the
+    reference at ``min_epochs``, their test pass included) fit; the raise goes to ``notes``."""
+    refit_s = usable_s * share
+    needed_s = 1.01 * min_run_s * runs
+    if min_epochs and needed_s > refit_s:
+        refit_s = min(needed_s, usable_s * MAX_REFIT_SHARE)
+        notes.append(
+            f"refit share raised from {share:.0%} to {refit_s / usable_s:.0%} so that the "
+            f"refit gets its minimum {min_epochs:g} epochs"
+        )
+    return refit_s
+
+
 def plan_sweep(
     budget_s: float,
     *,
@@ -301,17 +323,10 @@ def plan_sweep(
         if refit_holdout
         else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
     )
-    refit_s = (budget_s - reserve_s) * refit_share
     test_s = test_images * tta_passes / (mean_speed * EVAL_SPEEDUP)  # once per refit run
-    if refit_min_epochs:
-        needed_s = 1.01 * (refit_min_epochs * full_epoch_s + test_s) * max(1, refit_runs)
-        if needed_s > refit_s:  # one finalist and the reference at the minimum epochs
-            refit_s = min(needed_s, (budget_s - reserve_s) * MAX_REFIT_SHARE)
-            notes.append(
-                f"refit share raised from {refit_share:.0%} to "
-                f"{refit_s / (budget_s - reserve_s):.0%} so that the refit gets its minimum "
-                f"{refit_min_epochs:g} epochs"
-            )
+    one_run_s = full_epoch_s * (refit_min_epochs or 0) + test_s
+    refit_s = refit_seconds(budget_s - reserve_s, refit_share, refit_min_epochs, one_run_s,
+                            max(1, refit_runs), notes)  # fmt: skip
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
     eta, spec_epochs = reduction_factor, epochs
