@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cifar_hpo.config import AUGMENT_POLICIES as POLICIES  # the names live with the config
+from cifar_hpo.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,12 @@ def plan_for(policy: str, strength: float = 0.0) -> AugmentPlan:
         ValueError: unknown policy or strength outside [0, 1].
     """
     if policy not in POLICIES:
-        raise ValueError(f"unknown augment policy {policy!r}; choose one of: {', '.join(POLICIES)}")
+        raise ConfigError(
+            f"unknown augment policy {policy!r}; choose one of: {', '.join(POLICIES)}"
+        )
     if policy == "strength":
         if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"augment.strength must be in [0, 1], got {strength}")
+            raise ConfigError(f"augment.strength must be in [0, 1], got {strength}")
         if strength == 0:
             return AugmentPlan()
         pad = int(round(4 * min(1.0, strength / 0.25)))
@@ -295,9 +298,9 @@ def pad_images(images: torch.Tensor, pad: int, mode: str = "constant") -> torch.
         padded[:, pad : pad + h, pad : pad + w] = images
         return padded
     if mode != "reflect":
-        raise ValueError(f"unknown pad mode {mode!r}; use constant or reflect")
+        raise ConfigError(f"unknown pad mode {mode!r}; use constant or reflect")
     if pad >= min(h, w):
-        raise ValueError(f"reflect padding of {pad} px needs images larger than {pad} px")
+        raise ConfigError(f"reflect padding of {pad} px needs images larger than {pad} px")
 
     def reflected(n: int) -> torch.Tensor:
         i = torch.arange(-pad, n + pad).abs()

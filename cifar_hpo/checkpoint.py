@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` atomically (temporary file, then rename) and return the path.
 
     Raises:
-        CheckpointError: the folder cannot be created or written.
+        CheckpointError: the folder cannot be created or written, or the disk is full (names
+            the folder and "no space left"; the checkpoint already at ``path`` stays intact).
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -31,11 +34,34 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     except BaseException as err:
         with contextlib.suppress(OSError):  # leave no half-written temporary file behind
             tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC or _is_write_failure(err):
+            raise CheckpointError(
+                f"cannot write checkpoint {str(path)!r}: no space left in {str(path.parent)!r} "
+                f"({_free_mb(path.parent)} MB free); "
+                + ("the last good checkpoint is intact" if path.exists() else "none written yet")
+            ) from None
         if isinstance(err, OSError):
             reason = err.strerror or str(err)
             raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {reason}") from None
         raise
     return path
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    # torch's zip writer reports a failed write (a full disk) as a RuntimeError from its C++
+    # stream, e.g. "[enforce fail at inline_container.cc:672] . unexpected pos ..." or
+    # "PytorchStreamWriter failed writing file data/0: file write failed"
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "inline_container" in text or "file write failed" in text
+    )
+
+
+def _free_mb(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 1e6:,.0f}"
+    except OSError:
+        return "?"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

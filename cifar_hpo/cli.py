@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cifar_hpo.errors import UserError
+from cifar_hpo.errors import CifarHpoError, UserError
 
 app = typer.Typer(
     help="Hyperparameter sweeps and experiment tracking for CNN classifiers on CIFAR-10/100.",
@@ -23,6 +24,8 @@ data_app = typer.Typer(help="Import and inspect datasets.", no_args_is_help=True
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
+#: set to 1 to see the traceback behind an ``error: ...`` line
+DEBUG_ENV = "CIFAR_HPO_DEBUG"
 
 DataDirOpt = Annotated[
     Path | None,
@@ -31,9 +34,13 @@ DataDirOpt = Annotated[
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="cifar10 or cifar100.")]
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    # the project's own (CifarHpoError) are ValueErrors, as are pydantic's and torch's checks
-    errors: list[type[BaseException]] = [ValueError, OSError]
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports as one line: the project's own, pydantic's (a config value),
+    a user path the OS refused (``OSError`` naming a file) and MLflow's (a store or run the user
+    named). Everything else is a bug and keeps its traceback."""
+    from pydantic import ValidationError
+
+    errors: list[type[BaseException]] = [CifarHpoError, ValidationError, OSError]
     try:
         from mlflow.exceptions import MlflowException
 
@@ -41,6 +48,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover
         pass
     return tuple(errors)
+
+
+def _one_line(err: BaseException) -> str | None:
+    """``err`` as the line after ``error:``, or None when it is not a user error."""
+    if isinstance(err, OSError):
+        if not getattr(err, "filename", None):
+            return None  # an OSError without a path is not about the user's input
+        return f"{err.strerror}: {err.filename}"
+    return str(err) or type(err).__name__
 
 
 #: (message regex, why it is harmless): library warnings every sweep printed, silenced for the
@@ -54,8 +70,10 @@ HARMLESS_WARNINGS = (
 
 
 def friendly_errors(func):
-    """Turn the project's one-line errors into ``error: ...`` on stderr and exit status 2, and
-    silence the known-harmless library warnings (``HARMLESS_WARNINGS``) while the command runs."""
+    """Turn the user errors (:func:`_user_errors`) into ``error: ...`` on stderr and exit status
+    2, and silence the known-harmless library warnings (``HARMLESS_WARNINGS``) while the command
+    runs. Other exceptions are bugs and keep their traceback; ``CIFAR_HPO_DEBUG=1`` shows the
+    traceback of user errors too."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -64,10 +82,10 @@ def friendly_errors(func):
                 for pattern, _ in HARMLESS_WARNINGS:
                     warnings.filterwarnings("ignore", message=pattern)
                 return func(*args, **kwargs)
-        except _known_errors() as err:
-            message = str(err) or type(err).__name__
-            if isinstance(err, OSError) and getattr(err, "filename", None):
-                message = f"{err.strerror}: {err.filename}"
+        except _user_errors() as err:
+            message = _one_line(err)
+            if message is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
             err_console.print(
                 f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True
             )

@@ -81,14 +81,14 @@ class ModelConfig(BaseModel):
         from cifar_hpo.models import list_models, model_info
 
         if self.name not in list_models():
-            raise ValueError(
+            raise ConfigError(
                 f"unknown model {self.name!r}; choose one of: {', '.join(list_models())}"
             )
         allowed = model_info(self.name).hparams
         for key, value in self.hparams.items():
             if key not in allowed:
                 choices = ", ".join(sorted(allowed)) or "none"
-                raise ValueError(
+                raise ConfigError(
                     f"model {self.name!r} has no hyperparameter {key!r}; allowed: {choices}"
                 )
             # extras are untyped: give each the type of its builder default, so that wrong
@@ -102,7 +102,7 @@ def _like_default(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
     if isinstance(default, int | float):
         number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -117,7 +117,7 @@ def _like_default(key: str, value: Any, default: Any) -> Any:
         if number is not None and float(number).is_integer():
             return int(number)
         kind = "a number" if isinstance(default, float) else "an integer"
-        raise ValueError(f"{key} must be {kind}, got {value!r}")
+        raise ConfigError(f"{key} must be {kind}, got {value!r}")
     return value
 
 
@@ -176,9 +176,9 @@ class OptimConfig(_Section):
     @model_validator(mode="after")
     def _nesterov_needs_momentum(self) -> OptimConfig:
         if self.name in ("sgd", "muon") and self.nesterov and self.momentum == 0:
-            raise ValueError("optim.nesterov=true needs optim.momentum > 0")
+            raise ConfigError("optim.nesterov=true needs optim.momentum > 0")
         if self.decoupled and self.name not in ("sgd", "muon"):
-            raise ValueError(
+            raise ConfigError(
                 f"optim.decoupled=true needs optim.name=sgd, got {self.name!r} "
                 "(or muon, whose other parameters use SGD: the decoupled form is defined for "
                 "SGD momentum)"
@@ -241,7 +241,7 @@ class AugmentConfig(_Section):
     def _known_policy(self) -> AugmentConfig:
         if self.policy not in AUGMENT_POLICIES:
             allowed = ", ".join(AUGMENT_POLICIES)
-            raise ValueError(f"unknown augment policy {self.policy!r}; choose one of: {allowed}")
+            raise ConfigError(f"unknown augment policy {self.policy!r}; choose one of: {allowed}")
         return self
 
 
@@ -314,7 +314,7 @@ class TrainConfig(_Section):
     @classmethod
     def _whole_epochs_as_int(cls, value: int | float) -> int | float:
         if not math.isfinite(value):
-            raise ValueError(f"epochs must be a finite number > 0, got {value!r}")
+            raise ConfigError(f"epochs must be a finite number > 0, got {value!r}")
         return int(value) if float(value).is_integer() else float(value)
 
     @classmethod

@@ -7,6 +7,8 @@ import ctypes
 
 import torch
 
+from cifar_hpo.errors import ConfigError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``.
@@ -23,11 +25,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use auto or cpu")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use auto or cpu")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available; use auto or cpu")
+        raise ConfigError(f"device {name!r} requested but MPS is not available; use auto or cpu")
     return device
 
 

@@ -35,6 +35,7 @@ from cifar_hpo.device import (
     make_grad_scaler,
     resolve_device,
 )
+from cifar_hpo.errors import ConfigError
 from cifar_hpo.lookahead import Lookahead
 from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
 from cifar_hpo.models import create_model
@@ -122,7 +123,7 @@ def build_components(config: TrainConfig, data: CifarData) -> Components:
     use_amp = amp_enabled(device, config.amp)
     splits = make_splits(config, data)
     if len(splits.train_idx) == 0:
-        raise ValueError("the training split is empty; lower data.val_fraction or add images")
+        raise ConfigError("the training split is empty; lower data.val_fraction or add images")
     torch.manual_seed(config.seed)
     model = create_model(config.model.name, data.num_classes, **config.model.hparams)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -401,7 +402,7 @@ def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
     saved = TrainConfig.from_dict(ckpt["config"])
     if saved != state.config:
         diff = sorted(k for k, v in state.config.to_flat().items() if saved.to_flat().get(k) != v)
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint was written with a different config (differs in: {', '.join(diff)})"
         )
     state.model.load_state_dict(ckpt["model"])

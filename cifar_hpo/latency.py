@@ -9,6 +9,8 @@ import time
 import torch
 from torch import nn
 
+from cifar_hpo.errors import ConfigError
+
 #: defaults of :func:`measure_latency_ms`: untimed calls first, then timed ones
 WARMUP = 10
 REPEATS = 50
@@ -47,7 +49,7 @@ def measure_latency_ms(
         ValueError: ``warmup`` < 0 or ``repeats`` < 1.
     """
     if warmup < 0 or repeats < 1:
-        raise ValueError(f"latency needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
+        raise ConfigError(f"latency needs warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
     first = next(model.parameters(), None)
     if first is not None and first.device.type != "cpu":
         import copy

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cifar_hpo.errors import ConfigError
+
 
 class Lookahead:
     """Slow weights of ``model`` and the step rule above.
@@ -31,7 +33,7 @@ class Lookahead:
 
     def __init__(self, model: nn.Module, every: int, total_steps: int, decay_per_step: float):
         if every < 1:
-            raise ValueError(f"lookahead every must be >= 1 step, got {every}")
+            raise ConfigError(f"lookahead every must be >= 1 step, got {every}")
         self.every, self.total_steps, self.decay_per_step = every, total_steps, decay_per_step
         self.slow = {
             k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()

@@ -13,6 +13,7 @@ from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData
 from cifar_hpo.device import autocast
 from cifar_hpo.engine import build_components
+from cifar_hpo.errors import ConfigError
 
 
 @dataclass
@@ -44,9 +45,9 @@ def lr_range_test(
         ValueError: ``start_lr`` >= ``end_lr``, non-positive LRs or ``steps`` < 10.
     """
     if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+        raise ConfigError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
     if steps < 10:
-        raise ValueError(f"steps must be >= 10, got {steps}")
+        raise ConfigError(f"steps must be >= 10, got {steps}")
     # the run's own components (model with data-dependent init, optimizer, scaler, augmenter)
     c = build_components(config, data)
     model, optimizer, scaler, gen = c.model, c.optimizer, c.scaler, c.generator

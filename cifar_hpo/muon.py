@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from cifar_hpo.errors import ConfigError
+
 __all__ = ["ChainedOptimizer", "FilterMuon"]
 
 
@@ -85,7 +87,7 @@ class FilterMuon(torch.optim.Muon):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim < 2:
-                    raise ValueError(
+                    raise ConfigError(
                         f"Muon needs tensors of 2 or more dimensions, got shape {tuple(p.shape)}"
                     )
 
@@ -110,7 +112,7 @@ class FilterMuon(torch.optim.Muon):
                 state["momentum_buffer"] = buf = new if buf is None else new.copy_(buf)
             matrix = _matrix(p, p)
             if matrix.data_ptr() != p.data_ptr():  # a copy: the update would be lost
-                raise ValueError(
+                raise ConfigError(
                     f"Muon: a filter of shape {tuple(p.shape)} has strides {p.stride()}, "
                     "neither contiguous nor channels_last"
                 )
@@ -141,7 +143,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
         if len(optimizers) < 2:
-            raise ValueError(f"ChainedOptimizer needs 2 or more optimizers, got {len(optimizers)}")
+            raise ConfigError(f"ChainedOptimizer needs 2 or more optimizers, got {len(optimizers)}")
         self.optimizers = tuple(optimizers)
         super().__init__([g for o in self.optimizers for g in o.param_groups], {})
         self.defaults = dict(self.optimizers[0].defaults)
@@ -179,7 +181,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         """
         saved = state_dict.get("optimizers") if isinstance(state_dict, Mapping) else None
         if not isinstance(saved, list) or len(saved) != len(self.optimizers):
-            raise ValueError(
+            raise ConfigError(
                 f"optimizer state does not fit a chain of {len(self.optimizers)} optimizers "
                 f"({', '.join(type(o).__name__ for o in self.optimizers)})"
             )

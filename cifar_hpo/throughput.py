@@ -23,6 +23,7 @@ import torch
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
 from cifar_hpo.device import amp_enabled, resolve_device
+from cifar_hpo.errors import ConfigError
 from cifar_hpo.provenance import cpu_features, host_text, precision_text
 
 PROBE_STEPS = 6
@@ -66,7 +67,7 @@ def probe_images_per_sec(config: TrainConfig, data: CifarData, steps: int = PROB
     batch = config.batch_size
     n_train = len(data.train_labels)
     if n_train < steps * batch:
-        raise ValueError(f"{n_train} training images are fewer than {steps} batches of {batch}")
+        raise ConfigError(f"{n_train} training images are fewer than {steps} batches of {batch}")
     fraction = min(1.0, (steps * batch + batch // 2) / n_train)
     probe = with_overrides(
         config,

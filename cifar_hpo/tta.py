@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifar_hpo.errors import ConfigError
+
 
 def _mirror_mean(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * model(x) + 0.5 * model(x.flip(-1))
@@ -37,7 +39,7 @@ def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
         down_right = padded[:, :, 2 : h + 2, 2 : w + 2]
         shifted = 0.5 * (_mirror_mean(model, up_left) + _mirror_mean(model, down_right))
         return 0.5 * _mirror_mean(model, x) + 0.5 * shifted
-    raise ValueError(f"tta level must be 0, 1 or 2, got {level!r}")
+    raise ConfigError(f"tta level must be 0, 1 or 2, got {level!r}")
 
 
 def tta_passes(level: int) -> int:

@@ -417,3 +417,54 @@ def test_known_harmless_library_warnings_are_silenced_only_inside_a_command():
         emit()
     shown = " | ".join(str(w.message) for w in outside)
     assert "is an experimental feature" in shown and "No complete tensor" in shown, shown
+
+
+# ----------------------------------------------------------------------------- error boundary
+
+
+def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(
+    data_dir, tmp_path, monkeypatch
+):
+    import torch
+
+    import cifar_hpo.checkpoint as checkpoint
+
+    real_save, calls = torch.save, []
+
+    def save_until_the_disk_fills(obj, path):
+        calls.append(path)
+        if len(calls) == 1:
+            return real_save(obj, path)
+        Path(path).write_bytes(b"PK\x03\x04 half a zip")  # what a full disk leaves behind
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 46")
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_the_disk_fills)
+    out = tmp_path / "runs"
+    args = ["train", "--model", "seed000_cnn", "--epochs", "2", *FAST, "--out", out]
+    line = fails_with(_invoke(*args, "--no-progress", "--no-track"), "no space left in")
+    run = _run_folder(out)
+    assert str(run) in line and "the last good checkpoint is intact" in line
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1  # epoch 1's, readable
+    assert not (run / "checkpoint.pt.tmp").exists()
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import cifar_hpo.models
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(cifar_hpo.models, "list_models", broken)
+    result = _invoke("models")
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError), result.output
+    assert "error: a bug" not in result.output
+
+
+def test_cifar_hpo_debug_shows_the_traceback_of_a_user_error(monkeypatch):
+    from cifar_hpo.errors import CifarHpoError
+
+    assert _invoke("compare", "nosuch", "other").exit_code == 2
+    monkeypatch.setenv("CIFAR_HPO_DEBUG", "1")
+    result = _invoke("compare", "nosuch", "other")
+    assert isinstance(result.exception, CifarHpoError), result.output
+    assert "unknown run 'nosuch'" in str(result.exception)

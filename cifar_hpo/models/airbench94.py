@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cifar_hpo.errors import ConfigError
+
 from .registry import check_num_classes, check_positive, check_width, register_model, scaled
 
 __all__ = ["Airbench94Net", "patch_whitening"]
@@ -138,14 +140,14 @@ class Airbench94Net(nn.Module):
         num_classes = check_num_classes(num_classes)
         width = check_width(width)
         if isinstance(whiten_bias_epochs, bool) or not isinstance(whiten_bias_epochs, int):
-            raise ValueError(f"whiten_bias_epochs must be an integer, got {whiten_bias_epochs!r}")
+            raise ConfigError(f"whiten_bias_epochs must be an integer, got {whiten_bias_epochs!r}")
         if whiten_bias_epochs < 0:
-            raise ValueError(f"whiten_bias_epochs must be >= 0, got {whiten_bias_epochs}")
+            raise ConfigError(f"whiten_bias_epochs must be >= 0, got {whiten_bias_epochs}")
         if not 0.0 <= bn_momentum < 1.0:
-            raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
+            raise ConfigError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
         self.scale = check_positive(scale, "scale")
         if not 0.0 <= head_std < float("inf"):
-            raise ValueError(f"head_std must be a finite number >= 0, got {head_std!r}")
+            raise ConfigError(f"head_std must be a finite number >= 0, got {head_std!r}")
         self.whiten_bias_epochs = whiten_bias_epochs
         w1, w2, w3 = (scaled(c, width, divisor=8) for c in (64, 256, 256))
         whiten_width = 2 * 3 * 2**2

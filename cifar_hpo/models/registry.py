@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cifar_hpo.errors import UnknownModelError  # noqa: F401 (re-exported)
+from cifar_hpo.errors import ConfigError, UnknownModelError  # noqa: F401 (re-exported)
 
 __all__ = [
     "ModelInfo",
@@ -90,14 +90,14 @@ def register_model(name: str, *, source: str, description: str) -> Callable[[Bui
             ``num_classes`` parameter or an hparam without a default.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+        raise ConfigError(f"model name must be a non-empty string, got {name!r}")
 
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+            raise ConfigError(f"model {name!r} is already registered")
         params = inspect.signature(builder).parameters
         if "num_classes" not in params:
-            raise ValueError(f"builder for model {name!r} must take a 'num_classes' argument")
+            raise ConfigError(f"builder for model {name!r} must take a 'num_classes' argument")
         defaults: dict[str, Any] = {}
         accepts_any = False
         for p in params.values():
@@ -106,7 +106,7 @@ def register_model(name: str, *, source: str, description: str) -> Callable[[Bui
             elif p.name == "num_classes" or p.kind is inspect.Parameter.VAR_POSITIONAL:
                 continue
             elif p.default is inspect.Parameter.empty:
-                raise ValueError(f"hparam {p.name!r} of model {name!r} needs a default")
+                raise ConfigError(f"hparam {p.name!r} of model {name!r} needs a default")
             else:
                 defaults[p.name] = p.default
         info = ModelInfo(name=name, source=source, description=description, hparams=defaults)
@@ -162,7 +162,7 @@ def create_model(name: str, num_classes: int = 10, **hparams: Any) -> nn.Module:
         if unknown:
             choices = ", ".join(sorted(allowed)) if allowed else "(none)"
             keys = ", ".join(repr(k) for k in unknown)
-            raise ValueError(f"unknown hparam {keys} for model {name!r}; allowed: {choices}")
+            raise ConfigError(f"unknown hparam {keys} for model {name!r}; allowed: {choices}")
     try:
         check_num_classes(num_classes)
         if "dropout" in hparams:
@@ -171,7 +171,7 @@ def create_model(name: str, num_classes: int = 10, **hparams: Any) -> nn.Module:
             check_width(hparams["width"])
         return entry.builder(num_classes=num_classes, **hparams)
     except ValueError as exc:
-        raise ValueError(f"model {name!r}: {exc}") from None
+        raise ConfigError(f"model {name!r}: {exc}") from None
 
 
 # --- value checks shared by the builders (they call them too, so direct calls are checked) ---
@@ -184,23 +184,23 @@ def _is_real(x: object) -> bool:
 def check_num_classes(num_classes: object) -> int:
     """Return ``num_classes`` if it is an int >= 2, else raise a one-line ValueError."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise ValueError(f"num_classes must be an integer, got {num_classes!r}")
+        raise ConfigError(f"num_classes must be an integer, got {num_classes!r}")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
     return int(num_classes)
 
 
 def check_dropout(p: object, name: str = "dropout") -> float:
     """Return ``p`` as float if it is a probability in [0, 1), else raise a one-line ValueError."""
     if not _is_real(p) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+        raise ConfigError(f"{name} must be a number in [0, 1), got {p!r}")
     return float(p)
 
 
 def check_positive(value: object, name: str) -> float:
     """Return ``value`` as float if it is a finite number > 0, else raise a one-line ValueError."""
     if not _is_real(value) or not math.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 

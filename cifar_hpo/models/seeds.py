@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cifar_hpo.errors import ConfigError
+
 from .registry import check_dropout, check_num_classes, check_width, register_model, scaled
 
 __all__ = ["CifarNet", "Compact200k", "Seed000CNN", "Seed001CNN"]
@@ -270,7 +272,7 @@ class Compact200k(nn.Module):
         num_classes = check_num_classes(num_classes)
         p, width = check_dropout(dropout), check_width(width)
         if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(f"dilation must be an integer >= 1, got {dilation!r}")
+            raise ConfigError(f"dilation must be an integer >= 1, got {dilation!r}")
         c32, c10, c64, c128 = (scaled(c, width) for c in (32, 10, 64, 128))
 
         def separable(cin: int, cout: int) -> list[nn.Module]:

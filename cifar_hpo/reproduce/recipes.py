@@ -66,7 +66,7 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _study_or_config(self) -> Recipe:
         if self.study is None and not self.config:
-            raise ValueError("needs a 'config' (or a 'study' to take it from)")
+            raise ConfigError("needs a 'config' (or a 'study' to take it from)")
         return self
 
 
@@ -81,7 +81,7 @@ class RecipeBook(_Strict):
         seen: set[str] = set()
         for r in self.recipes:
             if r.name in seen:
-                raise ValueError(f"recipe name {r.name!r} is used twice")
+                raise ConfigError(f"recipe name {r.name!r} is used twice")
             seen.add(r.name)
         return self
 

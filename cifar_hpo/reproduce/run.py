@@ -27,6 +27,7 @@ from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData, DatasetError, load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import DIVERGED, Result, make_splits, train
+from cifar_hpo.errors import ConfigError
 from cifar_hpo.models import count_macs, count_parameters, create_model
 from cifar_hpo.provenance import git_commit, host_text, library_versions
 from cifar_hpo.reproduce.recipes import (
@@ -145,7 +146,7 @@ def write_table(
     client = tracker.client
     parent_run_id = parent_run_id or latest_batch(client)
     if parent_run_id is None:
-        raise ValueError(
+        raise ConfigError(
             f"no finished batch in MLflow experiment {EXPERIMENT!r} at {tracker.tracking_uri}; "
             "run `cifar-hpo reproduce` first"
         )

@@ -67,24 +67,24 @@ class ParamSpec(_Strict):
     def _check(self) -> ParamSpec:
         if self.type == "categorical":
             if not self.choices:
-                raise ValueError("categorical needs a non-empty 'choices' list")
+                raise ConfigError("categorical needs a non-empty 'choices' list")
             if self.low is not None or self.high is not None or self.log:
-                raise ValueError("categorical takes 'choices', not low/high/log")
+                raise ConfigError("categorical takes 'choices', not low/high/log")
             return self
         if self.choices is not None:
-            raise ValueError(f"{self.type} takes low/high, not 'choices'")
+            raise ConfigError(f"{self.type} takes low/high, not 'choices'")
         if self.low is None or self.high is None:
-            raise ValueError(f"{self.type} needs both 'low' and 'high'")
+            raise ConfigError(f"{self.type} needs both 'low' and 'high'")
         if not self.low < self.high:
-            raise ValueError(f"empty or inverted range: low={self.low} must be < high={self.high}")
+            raise ConfigError(f"empty or inverted range: low={self.low} must be < high={self.high}")
         if self.log and self.low <= 0:
-            raise ValueError(f"log range needs low > 0, got low={self.low}")
+            raise ConfigError(f"log range needs low > 0, got low={self.low}")
         if self.log and self.step is not None:
-            raise ValueError("'step' cannot be combined with log=true")
+            raise ConfigError("'step' cannot be combined with log=true")
         if self.step is not None and self.step <= 0:
-            raise ValueError(f"'step' must be > 0, got {self.step}")
+            raise ConfigError(f"'step' must be > 0, got {self.step}")
         if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
-            raise ValueError(f"int range needs whole numbers, got low={self.low} high={self.high}")
+            raise ConfigError(f"int range needs whole numbers, got low={self.low} high={self.high}")
         return self
 
     @field_validator("when")
@@ -136,8 +136,8 @@ def metric_direction(name: str) -> str:
             target = float("nan")
         if 0.0 < target < 1.0:
             return "minimize"
-        raise ValueError(f"{name!r}: the target accuracy X of {TIME_TO_ACC}X must be in (0, 1)")
-    raise ValueError(f"unknown metric {name!r}; allowed: {ALLOWED_METRICS}")
+        raise ConfigError(f"{name!r}: the target accuracy X of {TIME_TO_ACC}X must be in (0, 1)")
+    raise ConfigError(f"unknown metric {name!r}; allowed: {ALLOWED_METRICS}")
 
 
 class ObjectiveSpec(_Strict):
@@ -159,7 +159,7 @@ class ObjectiveSpec(_Strict):
         wanted = metric_direction(str(metric))
         given = values.get("direction")
         if given is not None and given != wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"objective {metric} must be {'minimized' if wanted == 'minimize' else 'maximized'}"
             )
         return {**values, "direction": wanted}
@@ -174,9 +174,9 @@ class LimitSpec(_Strict):
     @model_validator(mode="after")
     def _some(self) -> LimitSpec:
         if self.max is None and self.min is None:
-            raise ValueError("a limit needs 'max' and/or 'min'")
+            raise ConfigError("a limit needs 'max' and/or 'min'")
         if self.max is not None and self.min is not None and self.min > self.max:
-            raise ValueError(f"empty limit: min={self.min} > max={self.max}")
+            raise ConfigError(f"empty limit: min={self.min} > max={self.max}")
         return self
 
     def violation(self, value: float) -> float:
@@ -208,7 +208,7 @@ def _limits_keys(limits: dict[str, LimitSpec], what: str) -> dict[str, LimitSpec
         try:
             metric_direction(name)
         except ValueError as err:
-            raise ValueError(f"{what}: {err}") from None
+            raise ConfigError(f"{what}: {err}") from None
     return limits
 
 
@@ -276,7 +276,7 @@ class BudgetSpec(_Strict):
     def _check_refit_epochs(self) -> BudgetSpec:
         wanted = self.refit_epochs or self.epochs
         if self.refit_min_epochs is not None and self.refit_min_epochs > wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"refit_min_epochs {self.refit_min_epochs:g} is above the refit's epochs "
                 f"{wanted:g}; expected refit_min_epochs <= refit_epochs"
             )
@@ -331,11 +331,11 @@ class SweepSpec(_Strict):
     def _known_rules(cls, value: dict[str, dict[str, LimitSpec]]) -> dict[str, dict]:
         for alias, limits in value.items():
             if not alias or not all(ch.isalnum() or ch in "-_" for ch in alias):
-                raise ValueError(f"rule name {alias!r}: letters, digits, '-' and '_' only")
+                raise ConfigError(f"rule name {alias!r}: letters, digits, '-' and '_' only")
             if alias == "champion":
-                raise ValueError("rule name 'champion' is taken by the study's best trial")
+                raise ConfigError("rule name 'champion' is taken by the study's best trial")
             if not limits:
-                raise ValueError(f"rule {alias!r} needs at least one limit")
+                raise ConfigError(f"rule {alias!r} needs at least one limit")
             _limits_keys(limits, f"rule {alias}")
         return value
 
@@ -343,22 +343,22 @@ class SweepSpec(_Strict):
     def _objectives(self) -> SweepSpec:
         names = [o.metric for o in self.objective]
         if not names:
-            raise ValueError("objective: give at least one metric")
+            raise ConfigError("objective: give at least one metric")
         if len(set(names)) != len(names):
-            raise ValueError(f"objective: a metric is listed twice: {names}")
+            raise ConfigError(f"objective: a metric is listed twice: {names}")
         if len(names) > 1:
             if self.sampler.name == "cmaes":
-                raise ValueError(
+                raise ConfigError(
                     "sampler cmaes optimizes one objective; for several use tpe, nsga2, gp, "
                     "random, qmc or grid"
                 )
             if self.pruner.name != "none":
-                raise ValueError(
+                raise ConfigError(
                     f"pruner {self.pruner.name} needs a single objective (Optuna cannot prune "
                     "multi-objective trials); use pruner: {name: none}"
                 )
         elif names[0] not in VALIDATION_METRICS and self.pruner.name != "none":
-            raise ValueError(
+            raise ConfigError(
                 f"pruner {self.pruner.name} needs a per-epoch validation metric as the objective "
                 f"({', '.join(VALIDATION_METRICS)}), not {names[0]}; use pruner: {{name: none}}"
             )
