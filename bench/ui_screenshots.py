@@ -4,7 +4,8 @@ headless Chromium.
 Starts ``mlflow server`` (what ``mlflow ui`` runs) on a free port of 127.0.0.1 over the
 project's tracking store, waits for ``/health``, and saves, for study ``--study``:
 
-* ``runs.png``: the experiment ``cifar-hpo/<study>`` in the model-training view (runs table);
+* ``runs.png``: the experiment ``cifar-hpo/<study>`` in the model-training view (runs table),
+  as a fresh browser profile opens it (no clicks: :data:`MLFLOW_VIEW`);
 * ``trial.png``: the best trial's run page, its per-epoch metric charts;
 * ``models.png``: the experiment's Models tab (the top-k LoggedModels);
 * ``champion.png``: the registered model ``cifar-hpo-<study>`` with its ``champion`` alias.
@@ -116,19 +117,24 @@ def dashboard_study_id(port: int, study: str) -> int:
 
 
 EXPAND_PARENT = "button[data-component-id*='runnamecellrenderer']"
+#: MLflow 3.17's UI ignores an experiment's ``mlflow.experimentKind`` tag: its view (GenAI
+#: "Overview" with the assistant, or the model-training runs table) follows the URL's
+#: ``workflowType`` parameter, else the browser's remembered choice (localStorage
+#: ``mlflow.workflowType_v1``), else ``genai``. Every MLflow page is opened with it, so a fresh
+#: browser profile shows the runs table without a click.
+MLFLOW_VIEW = "workflowType=machine_learning"
+
+
+def mlflow_page(base: str, route: str) -> str:
+    """URL of ``mlflow ui`` page ``route`` (``/experiments/1/runs``) in the model-training view;
+    the parameter goes inside the ``#`` route, where the UI's router reads it."""
+    return f"{base}{route}?{MLFLOW_VIEW}"
 
 
 def prepare_mlflow(page, url: str) -> None:
-    """mlflow ui as a person leaves it: the "Model training" view chosen, the assistant panel
-    closed, nested runs expanded."""
+    """mlflow ui as a person leaves it: the assistant panel closed, nested runs expanded (the
+    model-training view comes from the URL, :data:`MLFLOW_VIEW`)."""
     page.wait_for_timeout(5000)
-    try:  # the UI's mode is remembered; choosing it may navigate away, so come back
-        page.get_by_text("Model training", exact=True).first.click(timeout=3000)
-        page.wait_for_timeout(1500)
-        page.goto(url)
-        page.wait_for_timeout(4000)
-    except Exception:  # noqa: BLE001 - no mode switch on this page
-        pass
     for action in (
         lambda: page.get_by_role("button", name="Close").first.click(timeout=3000),
         lambda: page.locator(EXPAND_PARENT).first.click(timeout=3000),
@@ -190,9 +196,14 @@ def screenshot(
         sync_playwright = None
     if sync_playwright is not None:
         width, height = (int(v) for v in size.split(","))
-        with sync_playwright() as pw:
-            chrome = pw.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-            page = chrome.new_page(viewport={"width": width, "height": height})
+        with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+            chrome = pw.chromium.launch_persistent_context(  # a fresh profile: nothing remembered
+                profile,
+                executable_path=browser,
+                args=["--no-sandbox"],
+                viewport={"width": width, "height": height},
+            )
+            page = chrome.new_page()
             page.goto(url)
             if prepare is not None:
                 prepare(page, url)
@@ -230,13 +241,14 @@ def mlflow_views(study, args) -> list[Path]:
     port = free_port()
     base = f"http://127.0.0.1:{port}/#"
     pages = {
-        "runs.png": f"{base}/experiments/{exp.experiment_id}/runs",
-        "models.png": f"{base}/experiments/{exp.experiment_id}/models",
-        "champion.png": f"{base}/models/cifar-hpo-{args.study}",
+        "runs.png": mlflow_page(base, f"/experiments/{exp.experiment_id}/runs"),
+        "models.png": mlflow_page(base, f"/experiments/{exp.experiment_id}/models"),
+        "champion.png": mlflow_page(base, f"/models/cifar-hpo-{args.study}"),
     }
     if best is not None and best.user_attrs.get(RUN_ID_ATTR):
         run_id = best.user_attrs[RUN_ID_ATTR]
-        pages["trial.png"] = f"{base}/experiments/{exp.experiment_id}/runs/{run_id}/model-metrics"
+        route = f"/experiments/{exp.experiment_id}/runs/{run_id}/model-metrics"
+        pages["trial.png"] = mlflow_page(base, route)
     artifacts = str(Path(args.artifacts).resolve())
     proc = start_server(backend, artifacts, port, server_log(args, "mlflow"))
     written = []

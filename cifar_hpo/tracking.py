@@ -52,7 +52,10 @@ from cifar_hpo.plots import save_run_plots
 from cifar_hpo.provenance import run_tags
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
-#: tags of every experiment we create: MLflow 3's UI opens these in the model-training view
+#: tags of every experiment we create: the kind MLflow 3's experiment-kind selector writes for
+#: "Machine learning". MLflow 3.17's UI no longer picks its view from it (the URL's
+#: ``?workflowType=machine_learning`` or the browser's remembered GenAI / Model training switch
+#: does), earlier 3.x releases do.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 CHAMPION_ALIAS = "champion"
 MODEL_ID_TAG = "cifar_hpo.model_id"  # on a run and a registry version: the LoggedModel id
@@ -237,8 +240,11 @@ class Tracker:
 
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created if missing (restored if deleted), tagged
-        ``mlflow.experimentKind = custom_model_development`` so that ``mlflow ui`` opens it in
-        its model-training view (MLflow 3 shows an untagged experiment as a GenAI one)."""
+        ``mlflow.experimentKind = custom_model_development`` (:data:`EXPERIMENT_TAGS`, also
+        added to an existing experiment that lacks it): the model-training kind. MLflow 3.17's
+        UI shows the runs table only with ``?workflowType=machine_learning`` in the page's URL
+        (``#/experiments/<id>/runs?workflowType=machine_learning``) or once the browser has
+        chosen "Model training"; a fresh browser profile otherwise opens the GenAI view."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
