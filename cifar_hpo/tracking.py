@@ -53,9 +53,9 @@ from cifar_hpo.provenance import run_tags
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 #: tags of every experiment we create: the kind MLflow 3's experiment-kind selector writes for
-#: "Machine learning". MLflow 3.17's UI no longer picks its view from it (the URL's
+#: "Machine learning". MLflow 3.17's UI does not pick its view from it: the URL's
 #: ``?workflowType=machine_learning`` or the browser's remembered GenAI / Model training switch
-#: does), earlier 3.x releases do.
+#: does.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 CHAMPION_ALIAS = "champion"
 MODEL_ID_TAG = "cifar_hpo.model_id"  # on a run and a registry version: the LoggedModel id
