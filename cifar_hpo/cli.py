@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cifar_hpo.errors import CifarHpoError, UserError
+from cifar_hpo.record import StudyRecord, TrialRecord
 
 app = typer.Typer(
     help="Hyperparameter sweeps and experiment tracking for CNN classifiers on CIFAR-10/100.",
@@ -92,6 +93,18 @@ def friendly_errors(func):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _print_ui_hint(parent_run_id: str | None, study: str) -> None:
+    from cifar_hpo.tracking import Tracker, experiment_name
+
+    console.print(f"MLflow parent run: {parent_run_id}  (view with `mlflow ui`, then open")
+    url = Tracker().runs_table_url(experiment_name(study))
+    console.print(f"  {url})", highlight=False, soft_wrap=True)
 
 
 def interrupt_on_sigterm() -> None:
@@ -253,7 +266,7 @@ def train_cmd(
     from cifar_hpo.models import count_macs, create_model
     from cifar_hpo.progress import RichProgress
     from cifar_hpo.runs import CHECKPOINT, RunFolderWriter, new_run_dir
-    from cifar_hpo.tracking import NullTracker, Tracker, tracked_train
+    from cifar_hpo.tracking import TRAIN_EXPERIMENT, NullTracker, Tracker, tracked_train
 
     ckpt = None
     if resume is not None:
@@ -298,7 +311,9 @@ def train_cmd(
     _print_result(result)
     console.print(f"wrote {run_dir}")
     if run_id:
-        console.print(f"MLflow run: {run_id}  (experiment train; view with: mlflow ui)")
+        console.print(f"MLflow run: {run_id}  (view with `mlflow ui`, then open")
+        url = tracker.runs_table_url(TRAIN_EXPERIMENT)
+        console.print(f"  {url})", highlight=False, soft_wrap=True)
     if result.status == "diverged":
         raise typer.Exit(1)
 
@@ -419,7 +434,6 @@ def sweep_cmd(
 
     from cifar_hpo.config import parse_overrides
     from cifar_hpo.sweep.budget import parse_duration
-    from cifar_hpo.sweep.finalists import RACE_ATTR
     from cifar_hpo.sweep.ranking import primary_value
     from cifar_hpo.sweep.report import best_trial, state_counts
     from cifar_hpo.sweep.runner import run_sweep
@@ -472,32 +486,33 @@ def sweep_cmd(
         f"study [bold]{study}[/]: {len(outcome.new_trials)} new trials; totals: "
         + ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v)
     )
-    champion = outcome.study.user_attrs.get("champion") or {}
+    record = StudyRecord(outcome.study)
+    champion = record.champion
     if champion.get("trial") != getattr(best, "number", None):
         champion = {}
     if best is not None:
         console.print(
             f"best trial {best.number}: {primary_value(best):.4f} "
-            f"(test acc {best.user_attrs.get('test_acc', float('nan')):.4f}, "
+            f"(test acc {_or_nan(TrialRecord(best).test_acc):.4f}, "
             f"registry version {champion.get('version', '-')})"
         )
-    refit = outcome.study.user_attrs.get("refit") or {}
+    refit = record.refit
     if refit.get("test_acc") is not None and refit.get("model_id"):
         console.print(
             f"champion: trial {refit['trial']}'s configuration refit for {refit['epochs']:g} "
             f"epochs on the whole training split, test acc {refit['test_acc']:.4f}",
             highlight=False,
         )
-    reference = outcome.study.user_attrs.get("reference_refit") or {}
+    reference = record.reference_refit
     if reference.get("test_acc") is not None:
         console.print(
             f"reference recipe: trial {reference['trial']}'s configuration refit for "
             f"{reference['epochs']:g} epochs, test acc {reference['test_acc']:.4f}"
         )
-    race = outcome.study.user_attrs.get(RACE_ATTR) or {}
+    race = record.race
     if race.get("summary"):
         console.print(f"finalists' race: {race['summary']}", highlight=False, soft_wrap=True)
-    console.print(f"MLflow parent run: {outcome.parent_run_id}  (view with: mlflow ui)")
+    _print_ui_hint(outcome.parent_run_id, study)
     if outcome.interrupted:
         err_console.print("interrupted: the running trial was recorded; re-run to continue")
         raise typer.Exit(130)
@@ -749,7 +764,7 @@ def best_cmd(
     table = Table(title=f"{chosen} trial of {study}: #{best.number}", show_header=False)
     names = optuna_study.metric_names or ["value"]
     table.add_row(names[0], f"{best.value:.4f}")
-    measures = best.user_attrs.get("measures") or {}
+    measures = TrialRecord(best).measures
     for key in ("params", "macs", "latency_ms"):
         if measures.get(key) is not None:
             table.add_row(

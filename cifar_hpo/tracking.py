@@ -50,8 +50,8 @@ from cifar_hpo.errors import CheckpointError, TrackingError, first_line
 from cifar_hpo.export import NormalizedClassifier
 from cifar_hpo.plots import save_run_plots
 from cifar_hpo.provenance import run_tags
+from cifar_hpo.record import PARENT_RUN_ATTR  # noqa: F401 (re-exported)
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
 #: tags of every experiment we create: the kind MLflow 3's experiment-kind selector writes for
 #: "Machine learning". MLflow 3.17's UI does not pick its view from it: the URL's
 #: ``?workflowType=machine_learning`` or the browser's remembered GenAI / Model training switch
@@ -83,6 +83,12 @@ def experiment_name(study: str) -> str:
 def registered_model_name(study: str) -> str:
     """Model Registry name of a study's champion."""
     return f"cifar-hpo-{study}"
+
+
+#: ``mlflow ui``'s default address, and the URL query that makes MLflow 3's UI show the
+#: model-training views (runs table) instead of the GenAI ones
+MLFLOW_UI_ADDRESS = "http://127.0.0.1:5000"
+MLFLOW_VIEW = "workflowType=machine_learning"
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,14 @@ class Tracker:
             if exp.tags.get(key) != value:  # experiments made before the tag
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
+
+    def runs_table_url(self, experiment: str) -> str:
+        """Where a browser shows ``experiment``'s runs table: ``mlflow ui``'s address (or the
+        tracking server's) with ``?workflowType=machine_learning``, without which MLflow 3.17
+        opens a fresh browser profile on its GenAI overview."""
+        uri = self.tracking_uri.rstrip("/")
+        base = uri if uri.startswith(("http://", "https://")) else MLFLOW_UI_ADDRESS
+        return f"{base}/#/experiments/{self.experiment_id(experiment)}/runs?{MLFLOW_VIEW}"
 
     # ------------------------------------------------------------------ study parent run
     def parent_run(self, study, spec_summary: dict[str, Any], settle: float = 0.0) -> str:

@@ -21,6 +21,7 @@ LAYERS = [
     ("cifar_hpo.data", 1),
     ("cifar_hpo.config", 1),
     ("cifar_hpo.errors", 0),
+    ("cifar_hpo.record", 0),  # the study record: keys and typed readers, imports nothing
 ]
 
 
@@ -110,3 +111,54 @@ def test_imports_run_one_way():
         if layer(target) > layer(module)
     )
     assert not wrong, wrong
+
+
+# ----------------------------------------------------------------------------- study record
+USER_ATTR_CALLS = {"set_user_attr", "get"}
+
+
+def _user_attr_keys(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, key) of every string literal used as an Optuna user-attribute key:
+    ``x.set_user_attr("k", ...)``, ``x.user_attrs.get("k")``, ``x.user_attrs["k"]``."""
+    found = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            func = node.func
+            on_attrs = isinstance(func.value, ast.Attribute) and func.value.attr == "user_attrs"
+            if func.attr == "set_user_attr" or (func.attr == "get" and on_attrs):
+                key = node.args[0]
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute):
+            if node.value.attr == "user_attrs":
+                key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            found.append((node.lineno, key.value))
+    return found
+
+
+def test_key_reader_finds_literal_keys():
+    tree = ast.parse(
+        "t.set_user_attr('a', 1)\nt.user_attrs.get('b')\nt.user_attrs['c']\n"
+        "t.set_user_attr(KEY, 1)\nd.get('not_an_attr')\n"
+    )
+    assert [k for _, k in _user_attr_keys(tree)] == ["a", "b", "c"]
+
+
+def test_every_user_attribute_key_is_defined_in_the_study_record():
+    from cifar_hpo import record
+
+    keys = {v for k, v in vars(record).items() if k.endswith("_ATTR")}
+    literal, defined_elsewhere = [], []
+    for name, path in module_names().items():
+        if name == "cifar_hpo.record":
+            continue
+        tree = ast.parse(path.read_text())
+        literal += [f"{name}:{line} {key!r}" for line, key in _user_attr_keys(tree)]
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id.endswith("_ATTR"):
+                        defined_elsewhere.append(f"{name}: {target.id}")
+    assert not literal, literal  # use the constants of cifar_hpo.record
+    assert not defined_elsewhere, defined_elsewhere
+    assert len(keys) == len([k for k in vars(record) if k.endswith("_ATTR")])  # all distinct

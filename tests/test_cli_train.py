@@ -160,6 +160,10 @@ def test_train_is_an_mlflow_run_like_a_trial(data_dir, tmp_path, monkeypatch):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("train")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the printed link opens the runs table, not MLflow 3's GenAI overview
+    assert f"/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning" in (
+        result.output.replace("\n", "")
+    )
     (run,) = client.search_runs([exp.experiment_id])
     folder = _run_folder(out)
     assert run.info.status == "FINISHED" and run.info.run_name == folder.name

@@ -35,3 +35,14 @@ def test_screenshots_open_mlflow_pages_in_the_model_training_view():
     route = urlsplit(url).fragment  # the UI's router reads the query inside the # route
     assert route.split("?")[0] == "/experiments/3/runs"
     assert parse_qs(urlsplit(route).query) == {"workflowType": ["machine_learning"]}
+
+
+def test_printed_url_opens_the_runs_table_in_the_model_training_view(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, system_metrics=False)
+    url = tracker.runs_table_url("cifar-hpo/x")
+    exp = MlflowClient(uri).get_experiment_by_name("cifar-hpo/x")
+    route = urlsplit(url).fragment
+    assert url.startswith("http://127.0.0.1:5000/#")
+    assert route.split("?")[0] == f"/experiments/{exp.experiment_id}/runs"
+    assert parse_qs(urlsplit(route).query) == {"workflowType": ["machine_learning"]}

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from cifar_hpo.errors import CheckpointError, SweepSpecError
 from cifar_hpo.export import export_classifier
 from cifar_hpo.models import create_model
+from cifar_hpo.record import TEST_ACC_ATTR
 from cifar_hpo.sweep.champion import CHAMPION_ATTR, champion_trial
 from cifar_hpo.sweep.finalists import RACE_ATTR
 from cifar_hpo.sweep.ranking import primary_value, ranked_trials, rule_pick
@@ -135,7 +136,7 @@ def find_best(
         run_id=refit["run_id"] if refit else best.user_attrs.get(RUN_ID_ATTR),
         model_id=refit["model_id"] if refit else best.user_attrs.get(MODEL_ID_ATTR),
         registry_version=champion.get("version") if champion.get("trial") == best.number else None,
-        test_acc=refit["test_acc"] if refit else best.user_attrs.get("test_acc"),
+        test_acc=refit["test_acc"] if refit else best.user_attrs.get(TEST_ACC_ATTR),
         user_attrs=dict(best.user_attrs),
         refit=refit,
         reference=study.user_attrs.get(REFERENCE_REFIT_ATTR) or None,

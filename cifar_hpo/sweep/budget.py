@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import optuna
 
 from cifar_hpo.errors import SweepSpecError
+from cifar_hpo.record import BUDGET_ATTR  # noqa: F401 (re-exported)
 
-#: study user attribute: {"total_s": budget, "used_s": seconds spent so far}
-BUDGET_ATTR = "budget"
 _PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 
 

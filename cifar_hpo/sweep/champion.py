@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cifar_hpo.record import CHAMPION_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.sweep.ranking import best_trial, primary_value, ranked_trials, rule_pick
 from cifar_hpo.sweep.refit import REFIT_ATTR
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR
@@ -38,9 +39,6 @@ from cifar_hpo.tracking import (
     experiment_name,
     registered_model_name,
 )
-
-#: study user attribute naming the champion: {"trial", "version", "model_id", "value"}
-CHAMPION_ATTR = "champion"
 
 
 def keep_top_models(

@@ -35,6 +35,7 @@ import optuna
 
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData
+from cifar_hpo.record import RACE_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.stats import Comparison, compare_arms, pack_correct
 from cifar_hpo.sweep.budget import BudgetClock, format_minutes
 from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
@@ -57,9 +58,6 @@ from cifar_hpo.sweep.refit import (
 from cifar_hpo.sweep.spec import SweepSpec
 from cifar_hpo.tracking import NullTracker, Tracker, TrialRun
 from cifar_hpo.tta import tta_passes
-
-#: study user attribute: the race's record (arms, per-seed accuracies, comparison, summary)
-RACE_ATTR = "race"
 
 
 def pick_finalists(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:

@@ -21,6 +21,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from cifar_hpo.errors import UserError
+from cifar_hpo.record import EPOCHS_RUN_ATTR
 from cifar_hpo.sweep.ranking import is_feasible, objective_names
 from cifar_hpo.sweep.storage import RUN_ID_ATTR
 
@@ -63,7 +64,7 @@ class Entry:
 
     @property
     def epochs_run(self) -> float | None:
-        return _number(self.trial.user_attrs.get("epochs_run"))
+        return _number(self.trial.user_attrs.get(EPOCHS_RUN_ATTR))
 
     @property
     def run_id(self) -> str | None:

@@ -48,6 +48,19 @@ from cifar_hpo.engine import Result, TrainState, make_splits, train
 from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
 from cifar_hpo.latency import measure_latency_ms
 from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.record import (  # noqa: F401 (re-exported)
+    EPOCHS_RUN_ATTR,
+    FIDELITY_ATTR,
+    IMAGES_SEEN_ATTR,
+    INFEASIBLE_ATTR,
+    MACS_ATTR,
+    PRUNED_AT_ATTR,
+    RESUMED_FROM_ATTR,
+    SECONDS_ATTR,
+    TEST_ACC_ATTR,
+    TEST_F1_ATTR,
+    TRAIN_SPEED_ATTR,
+)
 from cifar_hpo.sweep.fidelity import COMPLETE
 from cifar_hpo.sweep.ranking import MEASURES_ATTR, rank_key, ranked_trials, rule_holds
 from cifar_hpo.sweep.spec import (
@@ -69,12 +82,6 @@ from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, track
 
 #: objective metric name -> key of :class:`~cifar_hpo.metrics.EvalReport` metrics
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
-#: user attribute of a trial ended before training by a config-only constraint
-INFEASIBLE_ATTR = "infeasible"
-#: user attribute: {"phase": "search", "mechanism", "epochs", "train_fraction"} of the trial
-FIDELITY_ATTR = "fidelity"
-#: user attribute: median training images/s of the trial's epochs (what the refit plans with)
-TRAIN_SPEED_ATTR = "train_images_per_sec"
 
 
 def time_to_accuracy(history: list[dict[str, Any]], target: float) -> float:
@@ -139,7 +146,7 @@ class PruningCallback(Callback):
             return
         self.trial.report(value, record["epoch"])
         if self.prune and self.trial.should_prune():
-            self.trial.set_user_attr("pruned_at_epoch", record["epoch"])
+            self.trial.set_user_attr(PRUNED_AT_ATTR, record["epoch"])
             raise optuna.TrialPruned(
                 f"pruned at epoch {record['epoch']} ({self.metric}={value:.4f})"
             )
@@ -273,7 +280,7 @@ class Objective:
         trial.set_user_attr(WORKER_ATTR, {**worker_identity(), "trial": trial.number})
         config = self.config_for(trial)
         params, macs = self.sizes(config, self.data.num_classes)
-        trial.set_user_attr("macs", macs)
+        trial.set_user_attr(MACS_ATTR, macs)
         measures: dict[str, float] = {"params": float(params), "macs": float(macs)}
         run = self.tracker.start_trial(
             self.study_name, self.parent_run_id, trial.number, config, macs=macs
@@ -329,9 +336,9 @@ class Objective:
             run.end(RunOutcome.FAILED, reason)
             raise
         finally:
-            trial.set_user_attr("images_seen", meter.images)
-            trial.set_user_attr("epochs_run", meter.epochs)
-            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            trial.set_user_attr(IMAGES_SEEN_ATTR, meter.images)
+            trial.set_user_attr(EPOCHS_RUN_ATTR, meter.epochs)
+            trial.set_user_attr(SECONDS_ATTR, time.perf_counter() - t0)
             if meter.images_per_sec is not None:  # this machine's speed for this config
                 trial.set_user_attr(TRAIN_SPEED_ATTR, meter.images_per_sec)
             if bar is not None:
@@ -361,7 +368,9 @@ class Objective:
             return None, None  # another machine's trial, or nothing written yet: start over
         if state.get("config") != config.to_dict():
             return None, path
-        trial.set_user_attr("resumed_from", {"trial": int(original), "epoch": int(state["epoch"])})
+        trial.set_user_attr(
+            RESUMED_FROM_ATTR, {"trial": int(original), "epoch": int(state["epoch"])}
+        )
         return state, path
 
     def _complete(
@@ -382,8 +391,8 @@ class Objective:
             after = tuple(n for n in self.spec.constraints if n not in CONFIG_MEASURES)
             self._set_constraints(trial, measures, after)
             if result.test is not None:
-                trial.set_user_attr("test_acc", result.test.metrics["acc"])
-                trial.set_user_attr("test_f1_macro", result.test.metrics["f1_macro"])
+                trial.set_user_attr(TEST_ACC_ATTR, result.test.metrics["acc"])
+                trial.set_user_attr(TEST_F1_ATTR, result.test.metrics["f1_macro"])
             if self._keeps_model(trial, values, measures):
                 model_id = run.log_model(result, self.data.mean, self.data.std)
                 if model_id:
@@ -444,8 +453,8 @@ class Objective:
             values = self._values(measures, [])
             trial.set_user_attr(MEASURES_ATTR, measures)
             trial.set_user_attr(INFEASIBLE_ATTR, reason)
-            trial.set_user_attr("epochs_run", 0)
-            trial.set_user_attr("images_seen", 0)
+            trial.set_user_attr(EPOCHS_RUN_ATTR, 0)
+            trial.set_user_attr(IMAGES_SEEN_ATTR, 0)
             run.set_tags({"cifar_hpo.infeasible": reason})
         run.end(RunOutcome.COMPLETE, f"not trained: {reason}")
         return values if self.spec.is_multi_objective else values[0]

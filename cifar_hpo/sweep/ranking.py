@@ -30,10 +30,12 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from cifar_hpo.record import (
+    MACS_ATTR,
+    MEASURES_ATTR,  # noqa: F401 (re-exported)
+    TEST_ACC_ATTR,
+)
 from cifar_hpo.sweep.storage import RUN_ID_ATTR
-
-#: trial user attribute: {measure name: value} (see :mod:`cifar_hpo.sweep.objective`)
-MEASURES_ATTR = "measures"
 
 
 def is_feasible(trial: FrozenTrial) -> bool:
@@ -90,7 +92,7 @@ def trial_measure(study: optuna.Study, trial: FrozenTrial, name: str) -> float |
         return float(trial.values[names.index(name)])
     value = (trial.user_attrs.get(MEASURES_ATTR) or {}).get(name)
     if value is None and name == "macs":
-        value = trial.user_attrs.get("macs")
+        value = trial.user_attrs.get(MACS_ATTR)
     return None if value is None else float(value)
 
 
@@ -127,7 +129,7 @@ def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
         for extra in ("params", "macs"):
             if extra not in row:
                 row[extra] = trial_measure(study, t, extra)
-        test = t.user_attrs.get("test_acc")
+        test = t.user_attrs.get(TEST_ACC_ATTR)
         row["test_acc"] = None if test is None or not math.isfinite(test) else float(test)
         row["mlflow_run_id"] = t.user_attrs.get(RUN_ID_ATTR)
         rows.append(row)

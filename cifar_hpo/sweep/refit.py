@@ -24,14 +24,9 @@ import optuna
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
 from cifar_hpo.engine import Result, make_splits, train
+from cifar_hpo.record import REFERENCE_REFIT_ATTR, REFIT_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.sweep.ranking import best_trial, primary_value
 from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
-
-#: study user attribute: {"trial", "run_id", "model_id", "epochs", "val_acc", "test_acc",
-#: "search_value", "seconds"}
-REFIT_ATTR = "refit"
-#: study user attribute: the reference recipe's refit, same keys as ``refit``
-REFERENCE_REFIT_ATTR = "reference_refit"
 
 
 @dataclass

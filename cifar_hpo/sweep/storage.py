@@ -28,17 +28,10 @@ import optuna
 from optuna.trial import TrialState
 
 from cifar_hpo.errors import SweepSpecError
+from cifar_hpo.record import FAIL_REASON_ATTR, MODEL_ID_ATTR, RUN_ID_ATTR, SPACE_ATTR, WORKER_ATTR  # noqa: F401 (re-exported)
 
 DEFAULT_STORAGE_DIR = Path("studies")
 
-# Trial user attributes (Optuna), written by the objective and read by the champion keeper,
-# ``cifar-hpo best`` and the recovery of killed workers.
-RUN_ID_ATTR = "mlflow_run_id"
-MODEL_ID_ATTR = "mlflow_model_id"  # the trial's MLflow LoggedModel, while it is among the top k
-FAIL_REASON_ATTR = "fail_reason"
-WORKER_ATTR = "worker"  # {"host", "pid", "started", "trial"}: who runs the trial
-#: study user attribute holding the search space it was created with (JSON of the spec's space)
-SPACE_ATTR = "search_space"
 HEARTBEAT_ENV = ("CIFAR_HPO_HEARTBEAT_INTERVAL", 30)  # seconds between a trial's heartbeats
 GRACE_ENV = ("CIFAR_HPO_HEARTBEAT_GRACE", 90)  # seconds without one before a trial is stale
 
