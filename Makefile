@@ -42,9 +42,9 @@ train: data
 	$(BIN)/cifar-hpo train --recipe $(RECIPE)
 
 # Train RECIPE for each of SEEDS, print mean/min test accuracy, minutes and images/s, and rewrite
-# README's RESULTS:recipe-check block (stamped with commit, date, machine and versions).
+# docs/results.md's RESULTS:recipe-check block (stamped with commit, date, machine and versions).
 recipe-check: data
-	$(BIN)/python bench/recipe_check.py --recipe $(RECIPE) --seeds $(SEEDS) --readme README.md
+	$(BIN)/python bench/recipe_check.py --recipe $(RECIPE) --seeds $(SEEDS) --readme docs/results.md
 
 sweep: data
 	$(BIN)/cifar-hpo sweep --study $(STUDY) --trials $(TRIALS)
@@ -53,7 +53,7 @@ best: install
 	$(BIN)/cifar-hpo best --study $(STUDY) --export model.pt
 
 # Retrain the seeds' recipes (sweeps/recipes.yaml) plus the best `baseline` trial, then rewrite
-# README's results table and docs/*.png from the MLflow runs (experiment `readme-table`).
+# docs/results.md's results table and docs/*.png from the MLflow runs (experiment `readme-table`).
 # Default: each recipe's CPU budget, about 65-75 minutes on 2 cores. EPOCHS=N: every recipe N
 # epochs; FULL=1: the seeds' own epoch counts (GPU); TRAIN_FRACTION=F: share of the training
 # split; ONLY="seed000-cnn airbench-guide": just those recipes.
@@ -64,13 +64,13 @@ ONLY ?=
 REPRODUCE_ARGS := $(if $(EPOCHS), EPOCHS=$(EPOCHS))$(if $(filter 1 yes true,$(FULL)), FULL=1)$(if $(TRAIN_FRACTION), TRAIN_FRACTION=$(TRAIN_FRACTION))$(if $(ONLY), ONLY="$(ONLY)")
 
 reproduce-readme-table: data
-	CIFAR_HPO_COMMAND='make reproduce-readme-table$(REPRODUCE_ARGS)' $(BIN)/cifar-hpo reproduce$(if $(EPOCHS), --epochs $(EPOCHS))$(if $(filter 1 yes true,$(FULL)), --full)$(if $(TRAIN_FRACTION), --train-fraction $(TRAIN_FRACTION))$(if $(ONLY), $(addprefix --only ,$(ONLY)))
+	CIFAR_HPO_COMMAND='make reproduce-readme-table$(REPRODUCE_ARGS)' $(BIN)/cifar-hpo reproduce --readme docs/results.md --docs docs$(if $(EPOCHS), --epochs $(EPOCHS))$(if $(filter 1 yes true,$(FULL)), --full)$(if $(TRAIN_FRACTION), --train-fraction $(TRAIN_FRACTION))$(if $(ONLY), $(addprefix --only ,$(ONLY)))
 
 bench: install
 	$(BIN)/python bench/throughput.py
 
 # What a user sees in `mlflow ui` and optuna-dashboard for study STUDY, as PNGs in docs/ui/STUDY
-# (headless Debian chromium; `pip install '.[ui]'`), as the README shows them.
+# (headless Debian chromium; `pip install '.[ui]'`), as docs/tracking.md shows them.
 ui-screenshots: install
 	$(BIN)/python bench/ui_screenshots.py --study $(STUDY) --out docs/ui/$(STUDY)
 

@@ -16,7 +16,7 @@ top-1 regret (full-fidelity points lost by keeping the low-fidelity winner) and 
 the README block ``RESULTS:fidelity-<study>``. Targets (issue 20): rho >= 0.8 and regret
 <= 0.3 points at the first decision point of the mechanism kept::
 
-    .venv/bin/python bench/fidelity.py --study seed000 --readme README.md     # ~20 min, 2 cores
+    .venv/bin/python bench/fidelity.py --study seed000 --readme docs/results.md  # ~20 min, 2 cores
     .venv/bin/python bench/fidelity.py --study baseline --full-epochs 8 --train-fraction 0.2
 """
 

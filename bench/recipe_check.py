@@ -25,7 +25,7 @@ commit and epochs.
 
 Run::
 
-    .venv/bin/python bench/recipe_check.py --recipe airbench94 --seeds 0 1 --readme README.md
+    .venv/bin/python bench/recipe_check.py --recipe airbench94 --seeds 0 1 --readme docs/results.md
     make recipe-check                                   # the same
     .venv/bin/python bench/recipe_check.py --epochs 1 --train-fraction 0.1 --seeds 0  # smoke
 """

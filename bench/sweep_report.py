@@ -10,10 +10,10 @@ and library versions (:mod:`cifar_hpo.provenance`). ``--plots DIR`` also copies 
 Pareto-front and parameter-importance plots from MLflow into ``DIR`` and shows them in the
 block. Run it after ``cifar-hpo sweep``::
 
-    .venv/bin/python bench/sweep_report.py --study baseline --readme README.md
+    .venv/bin/python bench/sweep_report.py --study baseline --readme docs/results.md
     .venv/bin/python bench/sweep_report.py --study quick --storage sqlite:///studies/optuna.db
     .venv/bin/python bench/sweep_report.py --study seed004_under_200k --block sweep-seed004 \
-        --plots docs/seed004 --readme README.md
+        --plots docs/seed004 --readme docs/results.md
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ included for the trials that log one.
 Run (the ``baseline`` study's own budget: about 1 minute a trial on a 2-core CPU, so ~12
 minutes for both runs)::
 
-    .venv/bin/python bench/tracking_overhead.py --readme README.md
+    .venv/bin/python bench/tracking_overhead.py --readme docs/results.md
     .venv/bin/python bench/tracking_overhead.py --trials 2 --set epochs=1   # a quick look
 """
 

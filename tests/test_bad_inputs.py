@@ -1,8 +1,9 @@
 """The bad-input catalogue: every bad input through the CLI gives exit status 2 and one line
 ``error: ...`` naming the value and what is allowed, and loses nothing (the studies, MLflow run,
-run folder and dataset cache that were there stay as they were). docs/workers.md lists the same
-catalogue as a table. Also: a non-finite loss fails its trial and the study goes on, and model
-files holding a crafted pickle are refused without running it.
+run folder and dataset cache that were there stay as they were). docs/errors.md lists the same
+catalogue as a table (bench/errors_page.py writes it from CATALOGUE). Also: a non-finite loss
+fails its trial and the study goes on, and model files holding a crafted pickle are refused
+without running it.
 """
 
 from __future__ import annotations
@@ -516,7 +517,7 @@ def test_missing_dataset(project, monkeypatch):
 
 
 def test_catalogue_is_documented():
-    doc = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
     for name, *_ in CATALOGUE:
         assert f"| {name} |" in doc, name
 

@@ -420,7 +420,7 @@ def test_makefile_target_passes_the_budget_knobs():
         ).stdout
         return next(line for line in out.splitlines() if "cifar-hpo reproduce" in line)
 
-    assert dry().endswith("cifar-hpo reproduce")
+    assert dry().endswith("cifar-hpo reproduce --readme docs/results.md --docs docs")
     line = dry("EPOCHS=3", "ONLY=seed000-cnn airbench-guide", "TRAIN_FRACTION=0.2")
     assert "--epochs 3" in line and "--train-fraction 0.2" in line
     assert "--only seed000-cnn --only airbench-guide" in line
