@@ -47,6 +47,7 @@ from mlflow.tracking import MlflowClient
 
 from cifar_hpo.sweep.report import best_trial
 from cifar_hpo.sweep.storage import RUN_ID_ATTR, load_stored_study, make_storage
+from cifar_hpo.tracking import MLFLOW_VIEW
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,8 +122,7 @@ EXPAND_PARENT = "button[data-component-id*='runnamecellrenderer']"
 #: "Overview" with the assistant, or the model-training runs table) follows the URL's
 #: ``workflowType`` parameter, else the browser's remembered choice (localStorage
 #: ``mlflow.workflowType_v1``), else ``genai``. Every MLflow page is opened with it, so a fresh
-#: browser profile shows the runs table without a click.
-MLFLOW_VIEW = "workflowType=machine_learning"
+#: browser profile shows the runs table without a click (:data:`MLFLOW_VIEW`, imported).
 
 
 def mlflow_page(base: str, route: str) -> str:

@@ -60,76 +60,48 @@ TEST_ACC_ATTR = "test_acc"
 TEST_F1_ATTR = "test_f1_macro"
 
 
+class _Field:
+    """A record attribute read from ``attrs[key]``: dict-valued fields read as a copy (``{}``
+    when absent or not a dict), others as stored (``None`` when absent)."""
+
+    def __init__(self, key: str, is_dict: bool = False):
+        self.key, self.is_dict = key, is_dict
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.__doc__ = f"user attribute ``{self.key}``"
+
+    def __get__(self, record, owner=None):
+        if record is None:
+            return self
+        value = record.attrs.get(self.key)
+        if self.is_dict:
+            return dict(value) if isinstance(value, dict) else {}
+        return value
+
+
 class StudyRecord:
     """Typed read access to a study's attributes: ``StudyRecord(study).refit`` is a dict
     (empty when absent), never ``None``."""
 
+    champion = _Field(CHAMPION_ATTR, is_dict=True)  # {"trial", "version", "model_id", "value"}
+    refit = _Field(REFIT_ATTR, is_dict=True)
+    reference_refit = _Field(REFERENCE_REFIT_ATTR, is_dict=True)
+    race = _Field(RACE_ATTR, is_dict=True)
+    budget = _Field(BUDGET_ATTR, is_dict=True)  # {"total_s", "used_s"} in seconds
+    parent_run_id = _Field(PARENT_RUN_ATTR)
+
     def __init__(self, study: Any):
         self.attrs: dict[str, Any] = dict(study.user_attrs)
-
-    def _dict(self, key: str) -> dict[str, Any]:
-        value = self.attrs.get(key)
-        return dict(value) if isinstance(value, dict) else {}
-
-    @property
-    def champion(self) -> dict[str, Any]:
-        """{"trial", "version", "model_id", "value"} or {}."""
-        return self._dict(CHAMPION_ATTR)
-
-    @property
-    def refit(self) -> dict[str, Any]:
-        """The champion's refit record or {}."""
-        return self._dict(REFIT_ATTR)
-
-    @property
-    def reference_refit(self) -> dict[str, Any]:
-        """The reference recipe's refit record or {}."""
-        return self._dict(REFERENCE_REFIT_ATTR)
-
-    @property
-    def race(self) -> dict[str, Any]:
-        """The finalists' race record or {}."""
-        return self._dict(RACE_ATTR)
-
-    @property
-    def budget(self) -> dict[str, Any]:
-        """{"total_s", "used_s"} (seconds) or {}."""
-        return self._dict(BUDGET_ATTR)
-
-    @property
-    def parent_run_id(self) -> str | None:
-        """The study's MLflow parent run id, if one was started."""
-        return self.attrs.get(PARENT_RUN_ATTR)
 
 
 class TrialRecord:
     """Typed read access to a trial's attributes (an ``optuna.trial.FrozenTrial``)."""
 
+    measures = _Field(MEASURES_ATTR, is_dict=True)  # {measure name: value}
+    test_acc = _Field(TEST_ACC_ATTR)  # fraction in [0, 1], where the trial was tested
+    macs = _Field(MACS_ATTR)  # per 32x32 image
+    epochs_run = _Field(EPOCHS_RUN_ATTR)  # fractional epochs
+    run_id = _Field(RUN_ID_ATTR)
+
     def __init__(self, trial: Any):
         self.attrs: dict[str, Any] = dict(trial.user_attrs)
-
-    @property
-    def measures(self) -> dict[str, float]:
-        """{measure name: value} or {}."""
-        value = self.attrs.get(MEASURES_ATTR)
-        return dict(value) if isinstance(value, dict) else {}
-
-    @property
-    def test_acc(self) -> float | None:
-        """Test accuracy (fraction in [0, 1]) where the trial was tested."""
-        return self.attrs.get(TEST_ACC_ATTR)
-
-    @property
-    def macs(self) -> int | None:
-        """Multiply-accumulates per 32x32 image."""
-        return self.attrs.get(MACS_ATTR)
-
-    @property
-    def epochs_run(self) -> float | None:
-        """Epochs trained (fractional)."""
-        return self.attrs.get(EPOCHS_RUN_ATTR)
-
-    @property
-    def run_id(self) -> str | None:
-        """The trial's MLflow run id."""
-        return self.attrs.get(RUN_ID_ATTR)
