@@ -17,6 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from cifar_hpo.reports import md_cell
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "errors.md"
 
@@ -60,14 +62,10 @@ def catalogue() -> list[tuple[str, list[str], list[str], dict[str, str]]]:
     return test_bad_inputs.CATALOGUE
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def _code(text: str) -> str:
     fence = "``" if "`" in text else "`"
     pad = " " if fence == "``" else ""
-    return _cell(f"{fence}{pad}{text}{pad}{fence}")
+    return md_cell(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def render(entries=None) -> str:
@@ -77,7 +75,7 @@ def render(entries=None) -> str:
         words = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
         words += ["cifar-hpo", *map(shlex.quote, args)]
         holds = ", ".join(_code(fragment) for fragment in fragments)
-        rows.append(f"| {_cell(name)} | {_code(' '.join(words))} | {holds} |")
+        rows.append(f"| {md_cell(name)} | {_code(' '.join(words))} | {holds} |")
     return HEADER + "\n".join(rows) + "\n" + FOOTER
 
 

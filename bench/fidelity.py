@@ -34,7 +34,7 @@ from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import train
 from cifar_hpo.provenance import stamp
-from cifar_hpo.reproduce.table import rewrite_readme
+from cifar_hpo.reports import pct, rewrite_readme
 from cifar_hpo.sweep.fidelity import COMPLETE, MID_SCHEDULE, panel, rank_agreement
 from cifar_hpo.sweep.spec import load_spec
 
@@ -75,7 +75,7 @@ def score_panel(args, spec, configs, data) -> list[dict[str, Any]]:
             row["complete"][d] = short.history[-1].get("val_acc", float("nan"))
         row["seconds"] = time.perf_counter() - t0
         print(
-            f"config {i}: full {100 * row['full']:.2f} %, mid "
+            f"config {i}: full {pct(row['full'])}, mid "
             + ", ".join(f"@{d} {100 * v:.2f}" for d, v in row["mid"].items())
             + ", complete "
             + ", ".join(f"{d} ep {100 * v:.2f}" for d, v in row["complete"].items())

@@ -25,8 +25,8 @@ import optuna
 
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
+from cifar_hpo.reports import pct, points, rewrite_readme
 from cifar_hpo.reproduce.recipes import load_recipes
-from cifar_hpo.reproduce.table import pct, rewrite_readme
 from cifar_hpo.sweep.budget import BUDGET_ATTR
 from cifar_hpo.sweep.finalists import RACE_ATTR
 from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR
@@ -110,7 +110,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     if not row["ran"]:
         return [*head, f"not run in this storage (spec: {budget} min)", "-", "-", "-", "-", "-"]
     recipe, tuned = row["recipe_test"], row["tuned_test"]
-    diff = "-" if recipe is None or tuned is None else f"{100 * (tuned - recipe):+.2f} points"
+    diff = points(None if recipe is None or tuned is None else tuned - recipe)
     cmp = row.get("comparison")
     if cmp:
         stats = []

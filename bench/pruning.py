@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -51,7 +50,7 @@ from cifar_hpo.config import parse_overrides, with_overrides
 from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
-from cifar_hpo.reproduce.table import rewrite_readme
+from cifar_hpo.reports import number, rewrite_readme
 from cifar_hpo.sweep.objective import Objective
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
 from cifar_hpo.tracking import NullTracker
@@ -271,13 +270,13 @@ def render_block(s: dict[str, Any], stamp_text: str) -> str:
             "complete / pruned / failed",
             *("{COMPLETE} / {PRUNED} / {FAIL}".format(**r["counts"]) for r in (u, p)),
         ),
-        ("training images", _num(u["images"]), _num(p["images"])),
-        ("wall minutes", _num(u["seconds"] / 60, "{:.1f}"), _num(p["seconds"] / 60, "{:.1f}")),
-        (f"best {s['metric']}", _num(u["best_value"], pct), _num(p["best_value"], pct)),
+        ("training images", number(u["images"]), number(p["images"])),
+        ("wall minutes", number(u["seconds"] / 60, "{:.1f}"), number(p["seconds"] / 60, "{:.1f}")),
+        (f"best {s['metric']}", number(u["best_value"], pct), number(p["best_value"], pct)),
         (
             "images until the unpruned best (pruned: until within the tolerance of it)",
-            _num(u["images_to_best"]),
-            _num(c.get("images_to_reach")),
+            number(u["images_to_best"]),
+            number(c.get("images_to_reach")),
         ),
     ]
     lines = [
@@ -302,10 +301,6 @@ def render_block(s: dict[str, Any], stamp_text: str) -> str:
     return "\n".join([*lines, "", stamp_text])
 
 
-def _num(x, fmt: str = "{:,}") -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
-
-
 def print_summary(console: Console, s: dict[str, Any]) -> None:
     """The two studies side by side, then the comparison against the target."""
     table = Table(title=f"pruning benchmark: {s['study']}, {s['trials']} trials per study")
@@ -319,12 +314,12 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
             "complete / pruned / failed",
             *("{COMPLETE} / {PRUNED} / {FAIL}".format(**r["counts"]) for r in (u, p)),
         ),
-        ("training images", _num(u["images"]), _num(p["images"])),
-        ("training GMACs", _num(u["gmacs"], "{:,.0f}"), _num(p["gmacs"], "{:,.0f}")),
-        ("wall minutes", _num(u["seconds"] / 60, "{:.1f}"), _num(p["seconds"] / 60, "{:.1f}")),
-        (f"best {s['metric']}", _num(u["best_value"], pct), _num(p["best_value"], pct)),
-        ("best trial", _num(u["best_trial"], "{}"), _num(p["best_trial"], "{}")),
-        ("images until best", _num(u["images_to_best"]), _num(p["images_to_best"])),
+        ("training images", number(u["images"]), number(p["images"])),
+        ("training GMACs", number(u["gmacs"], "{:,.0f}"), number(p["gmacs"], "{:,.0f}")),
+        ("wall minutes", number(u["seconds"] / 60, "{:.1f}"), number(p["seconds"] / 60, "{:.1f}")),
+        (f"best {s['metric']}", number(u["best_value"], pct), number(p["best_value"], pct)),
+        ("best trial", number(u["best_trial"], "{}"), number(p["best_trial"], "{}")),
+        ("images until best", number(u["images_to_best"]), number(p["images_to_best"])),
     ]
     for row in rows:
         table.add_row(*row)
@@ -333,7 +328,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
     if not c.get("reached"):
         console.print(
             f"[red]MISS[/]: the pruned study never came within {c['tolerance']:.3f} of the "
-            f"unpruned best ({_num(u['best_value'], pct)})"
+            f"unpruned best ({number(u['best_value'], pct)})"
         )
         return
     verdict = "[green]PASS[/]" if c["meets_target"] else "[red]MISS[/]"
@@ -341,7 +336,7 @@ def print_summary(console: Console, s: dict[str, Any]) -> None:
         f"pruned study reached {c['threshold']:.2%} (unpruned best - {c['tolerance']:.3f}) at "
         f"trial {c['reached_at_trial']} after {c['images_to_reach']:,} images = "
         f"{c['share_to_reach']:.1%} of the unpruned study's compute "
-        f"({_num(c['gmacs_share_to_reach'], '{:.1%}')} in GMACs); whole pruned study: "
+        f"({number(c['gmacs_share_to_reach'], '{:.1%}')} in GMACs); whole pruned study: "
         f"{c['total_share']:.1%}. Target <= {TARGET_SHARE:.0%}: {verdict}"
     )
 

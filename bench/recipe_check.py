@@ -45,8 +45,8 @@ from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device, tune_malloc
 from cifar_hpo.engine import train
 from cifar_hpo.provenance import git_commit, stamp
+from cifar_hpo.reports import pct, rewrite_readme
 from cifar_hpo.reproduce.recipes import load_recipes
-from cifar_hpo.reproduce.table import rewrite_readme
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = "recipe-check"
@@ -113,7 +113,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     for r in seeds:
         lines.append(
-            f"| {r['seed']} | {100 * r['test_acc']:.2f} % | {100 * r['test_top5']:.2f} % | "
+            f"| {r['seed']} | {pct(r['test_acc'])} | {pct(r['test_top5'])} | "
             f"{r['minutes']:.1f} | {r['images_per_sec']:,.0f} |"
         )
     if s:
@@ -126,7 +126,7 @@ def render(report: dict[str, Any]) -> str:
         )
         lines += [
             "",
-            f"Mean **{100 * s['mean_acc']:.2f} %**, min {100 * s['min_acc']:.2f} % "
+            f"Mean **{pct(s['mean_acc'])}**, min {pct(s['min_acc'])} "
             f"(target on the lossless original: mean >= {100 * TARGET_MEAN:.1f} %, no seed below "
             f"{100 * TARGET_MIN:.1f} %: {verdict}); {s['minutes_per_seed']:.1f} minutes and "
             f"{s['images_per_sec']:,.0f} training images/s per seed.",
@@ -139,7 +139,7 @@ def render(report: dict[str, Any]) -> str:
                 "",
                 f"On this lossy copy the bar is upstream's own accuracy on the same copy minus "
                 f"{100 * UPSTREAM_MARGIN:.1f} points: {upstream['note']} reached "
-                f"{100 * upstream['acc']:.2f} %, so the bar is **{100 * bar:.2f} %** (mean): "
+                f"{pct(upstream['acc'])}, so the bar is **{pct(bar)}** (mean): "
                 f"{'met' if met else 'not met' if done >= 2 else 'not decided (needs 2 seeds)'}.",
             ]
     lines += ["", report["stamp"]]
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         figures = run_seed(config, data)
         print(
-            f"seed {seed}: test {100 * (figures['test_acc'] or 0):.2f} %, "
+            f"seed {seed}: test {pct(figures['test_acc'] or 0)}, "
             f"{(time.perf_counter() - t0) / 60:.1f} min",
             flush=True,
         )

@@ -43,8 +43,8 @@ from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import train
 from cifar_hpo.provenance import stamp
+from cifar_hpo.reports import pct, rewrite_readme
 from cifar_hpo.reproduce.recipes import recipe_config
-from cifar_hpo.reproduce.table import rewrite_readme
 from cifar_hpo.stats import compare_arms, unpack_correct, welch
 from cifar_hpo.sweep.budget import parse_duration
 from cifar_hpo.sweep.finalists import RACE_ATTR
@@ -151,13 +151,13 @@ def render(report: dict[str, Any], stamp_text: str, command: str) -> str:
         f"| champion (trial {champ['trial']}"
         + (", the recipe" if champ.get("reference") else "")
         + f") | {champ['epochs']:g} | {len(champ['test_acc'])} | "
-        f"{_pct(_mean(champ['test_acc']))} | {s['minutes']:.1f} (whole study) | |",
+        f"{pct(_mean(champ['test_acc']))} | {s['minutes']:.1f} (whole study) | |",
     ]
     for label, arm in (("recipe at the champion's epochs", equal),
                        ("recipe filling the study's wall time", matched)):  # fmt: skip
         lines.append(
             f"| {label} | {arm['epochs']:g} | {len(arm['test_acc'])} | "
-            f"{_pct(_mean(arm['test_acc']))} | {sum(arm['minutes']) / len(arm['minutes']):.1f} "
+            f"{pct(_mean(arm['test_acc']))} | {sum(arm['minutes']) / len(arm['minutes']):.1f} "
             f"each | {arm['versus']} |"
         )
     checks = [
@@ -169,10 +169,6 @@ def render(report: dict[str, Any], stamp_text: str, command: str) -> str:
     ]
     lines += ["", "Targets (issue 20): " + "; ".join(checks) + ".", "", stamp_text]
     return "\n".join(lines)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

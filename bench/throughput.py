@@ -92,8 +92,8 @@ from cifar_hpo.engine import train
 from cifar_hpo.models import create_model, list_models
 from cifar_hpo.optim import build_optimizer
 from cifar_hpo.provenance import stamp
+from cifar_hpo.reports import rewrite_readme
 from cifar_hpo.reproduce.recipes import recipe_config
-from cifar_hpo.reproduce.table import rewrite_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"

@@ -47,7 +47,7 @@ import cifar_hpo.sweep.runner as sweep_runner
 from cifar_hpo.config import parse_overrides, with_overrides
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
-from cifar_hpo.reproduce.table import rewrite_readme
+from cifar_hpo.reports import pct, rewrite_readme
 from cifar_hpo.sweep.champion import ChampionKeeper
 from cifar_hpo.sweep.runner import run_sweep
 from cifar_hpo.sweep.spec import load_spec
@@ -209,7 +209,7 @@ def render(summary: dict[str, Any], stamp_text: str, command: str) -> str:
             f"**Tracking overhead**: {summary['trials']} trials "
             f"({summary['trial_seconds'] / 60:.1f} min of training), "
             f"{summary['models_logged']} models logged: tracking took "
-            f"**{summary['tracking_seconds']:.1f} s = {100 * summary['tracking_share']:.2f} %** "
+            f"**{summary['tracking_seconds']:.1f} s = {pct(summary['tracking_share'])}** "
             f"of trial time ({kinds}); target <= {100 * TARGET:.0f} %: {verdict}. "
             f"Creating empty stores (a project's first sweep only): "
             f"{summary['store_creation_seconds']:.1f} s. "

@@ -20,6 +20,7 @@ LAYERS = [
     ("cifar_hpo.models", 1),
     ("cifar_hpo.data", 1),
     ("cifar_hpo.config", 1),
+    ("cifar_hpo.reports", 1),  # README blocks and cell formatters: stdlib and errors only
     ("cifar_hpo.errors", 0),
     ("cifar_hpo.record", 0),  # the study record: keys and typed readers, imports nothing
 ]

@@ -25,8 +25,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+# also importable from here: reproduce.run and older bench scripts import them from this module
+from cifar_hpo.reports import (  # noqa: E402, F401 (re-exported)
+    MARKER,
+    count,
+    markers,
+    md_cell,
+    minutes,
+    pct,
+    rewrite_readme,
+)
+
 EXPERIMENT = "readme-table"
-MARKER = "readme-table"
 PER_CLASS_PLOT = "per_class_f1.png"
 SCATTER_PLOT = "accuracy_vs_params.png"
 COLUMNS = (
@@ -49,11 +59,6 @@ COLUMNS = (
 )
 _RIGHT = {"params", "MACs", "epochs run / seed's", "train images", "test top-1", "top-5"}
 _RIGHT |= {"macro F1", "ours, same metric", "minutes", "images/s"}
-
-
-def markers(name: str = MARKER) -> tuple[str, str]:
-    """The opening and closing marker lines of a README results block."""
-    return f"<!-- RESULTS:{name} -->", f"<!-- /RESULTS:{name} -->"
 
 
 @dataclass
@@ -171,15 +176,6 @@ def _row(run) -> Row:
 
 
 # ----------------------------------------------------------------------------- formatting
-def pct(x: float | None, digits: int = 2) -> str:
-    """0.81234 -> ``81.23 %``; None -> ``-``."""
-    return "-" if x is None else f"{100 * x:.{digits}f} %"
-
-
-def _int_text(x: float | None) -> str:
-    return "-" if x is None else f"{int(round(x)):,}"
-
-
 def ours_same_metric(row: Row) -> str:
     """Our value of the metric the source reported (test/val accuracy or val loss)."""
     if row.reported is None or not row.trained:
@@ -218,27 +214,27 @@ def row_cells(row: Row, note: str = "") -> list[str]:
     else:
         top1 = row.status
     top1 += note
-    minutes = row.metric("seconds")
+    seconds = row.metric("seconds")
     ips = row.metric("train_images_per_sec")
     cells = [
         f"`{row.recipe}`",
         row.project or "-",
         f"`{row.model}`" if row.model else "-",
-        _int_text(row.metric("num_params")),
+        count(row.metric("num_params")),
         "-" if macs is None else f"{macs / 1e6:.1f} M",
         row.dataset or "-",
         epochs_cell(row),
-        _int_text(row.metric("train_images")),
+        count(row.metric("train_images")),
         top1,
         pct(row.metric("test_top5"), 1),
         "-" if row.metric("test_f1_macro") is None else f"{row.metric('test_f1_macro'):.4f}",
         reported,
         ours_same_metric(row),
-        "-" if minutes is None or not row.trained else f"{minutes / 60:.1f}",
+        minutes(seconds if row.trained else None),
         "-" if ips is None else f"{ips:,.0f}",
         row.device or "-",
     ]
-    return [c.replace("|", "\\|") for c in cells]
+    return [md_cell(c) for c in cells]
 
 
 def render(table: TableData, plots: dict[str, str] | None = None) -> str:
@@ -301,38 +297,6 @@ def _row_note(row: Row) -> str:
     if row.status == "early_stopped":
         return f"`{row.recipe}` stopped early: {row.reason}"
     return ""
-
-
-def rewrite_readme(path: str | Path, body: str, name: str = MARKER) -> bool:
-    """Replace what is between the ``name`` markers of ``path`` with ``body``.
-
-    When the markers are missing, a ``## Reproduced results`` section holding them is inserted
-    before ``## Development`` (or appended at the end). Returns True when markers were inserted.
-
-    Raises:
-        OSError: the README cannot be read or written.
-        ValueError: the markers are out of order.
-    """
-    path = Path(path)
-    text = path.read_text()
-    start, end = markers(name)
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    inserted = False
-    if start in text and end in text:
-        i, j = text.index(start), text.index(end)
-        if j < i:
-            raise ValueError(f"{path}: {end!r} comes before {start!r}")
-        text = text[:i] + block + text[j + len(end) :]
-    else:
-        section = f"## Reproduced results\n\n{block}\n\n"
-        anchor = text.find("\n## Development")
-        if anchor >= 0:
-            text = text[: anchor + 1] + section + text[anchor + 1 :]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-        inserted = True
-    path.write_text(text)
-    return inserted
 
 
 # ----------------------------------------------------------------------------- plots
