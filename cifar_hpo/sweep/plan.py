@@ -246,6 +246,74 @@ def fitting_fraction(costs, fraction: float, epochs: int, trial_s: float) -> flo
     return min(fraction, max(0.0, (trial_s - fixed) / per_fraction))
 
 
+@dataclass(frozen=True)
+class TrialCosts:
+    """The cost model of one search trial (see the module docstring): speeds in training
+    images/s (``mean_speed`` over architectures, ``slowest`` of them), ``eta`` the pruner's
+    reduction factor, ``pruned`` whether successive-halving rungs cut trials short."""
+
+    train_images: int
+    val_images: int
+    tta_passes: int
+    mean_speed: float
+    slowest: float
+    min_resource: int
+    eta: int
+    pruned: bool
+
+    def rungs(self, epochs: int) -> list[int]:
+        """The pruner's rungs for a search of ``epochs`` (``[epochs]`` unpruned)."""
+        if not self.pruned:
+            return [epochs]
+        return successive_halving_rungs(self.min_resource, self.eta, epochs)
+
+    def __call__(self, fraction: float, epochs: int) -> tuple[int, float, float]:
+        """(images per epoch, expected seconds of a trial, seconds of an unpruned one)."""
+        images = int(self.train_images * fraction)
+        one = epoch_seconds(images, self.mean_speed, self.val_images, self.tta_passes)
+        worst = epoch_seconds(images, self.slowest, self.val_images, self.tta_passes)
+        expected = expected_epochs(self.rungs(epochs), self.eta, epochs, self.pruned)
+        trial = expected * one + TRIAL_OVERHEAD_S
+        return images, trial, epochs * worst
+
+
+def fit_fidelity(
+    costs: TrialCosts, train_fraction: float, epochs: int, wanted_trial_s: float, notes: list[str]
+) -> tuple[float, int]:
+    """(training share, search epochs) at which a trial costs about ``wanted_trial_s`` seconds,
+    lowered in the order of the module docstring from the spec's ``train_fraction`` and
+    ``epochs``; what was lowered goes to ``notes``."""
+    fraction, spec_epochs = train_fraction, epochs
+    if costs(fraction, epochs)[1] <= wanted_trial_s:
+        return fraction, epochs
+    # 1. the share, while training still outweighs validation MIN_TRAIN_TO_VAL times
+    val_s = epoch_seconds(0, costs.mean_speed, costs.val_images, costs.tta_passes)
+    floor = max(
+        MIN_TRAIN_FRACTION, MIN_TRAIN_TO_VAL * val_s * costs.mean_speed / costs.train_images
+    )
+    fraction = max(min(fraction, floor), fitting_fraction(costs, fraction, epochs, wanted_trial_s))
+    # 2. the epochs, down to MIN_EPOCH_SHARE of the spec's
+    lowest = max(1, math.ceil(MIN_EPOCH_SHARE * epochs))
+    while epochs > lowest and costs(fraction, epochs)[1] > wanted_trial_s:
+        epochs -= 1
+    # 3. the share again, down to MIN_TRAIN_FRACTION
+    if costs(fraction, epochs)[1] > wanted_trial_s:
+        fraction = max(
+            MIN_TRAIN_FRACTION, fitting_fraction(costs, fraction, epochs, wanted_trial_s)
+        )
+    if fraction < train_fraction:
+        notes.append(
+            f"data.train_fraction lowered from {train_fraction:.3g} to {fraction:.3g} so "
+            f"that ~{MIN_TRIALS} trials fit in the search time"
+        )
+    if epochs < spec_epochs:
+        notes.append(
+            f"search epochs lowered from {spec_epochs} to {epochs} so that more trials fit "
+            "without a training share too small for its validation pass"
+        )
+    return fraction, epochs
+
+
 def refit_seconds(
     usable_s: float,
     share: float,
@@ -266,6 +334,35 @@ def refit_seconds(
             f"refit gets its minimum {min_epochs:g} epochs"
         )
     return refit_s
+
+
+def plan_race(
+    refit_s: float,
+    epoch_s: float,
+    test_s: float,
+    finalists: int,
+    seeds: int,
+    reference: bool,
+    epochs: float,
+    min_epochs: float | None,
+    notes: list[str],
+) -> FinalistPlan:
+    """The finalists' race in the ``refit_s`` seconds kept for it (:func:`plan_finalists`);
+    what was lowered, or that no refit fits, goes to ``notes``."""
+    race = plan_finalists(
+        refit_s,
+        epoch_s,
+        test_s,
+        finalists=finalists,
+        seeds=seeds,
+        reference=reference,
+        epochs=epochs,
+        min_epochs=min_epochs,
+    )
+    notes += race.notes
+    if race.epochs <= 0:
+        notes.append("no time for a refit: the best trial stays the champion")
+    return race
 
 
 def plan_sweep(
@@ -329,65 +426,19 @@ def plan_sweep(
                             max(1, refit_runs), notes)  # fmt: skip
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
-    eta, spec_epochs = reduction_factor, epochs
-
-    def costs(fraction: float, epochs: int) -> tuple[int, float, float]:
-        """(images per epoch, expected seconds of a trial, seconds of an unpruned one)."""
-        rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
-        images = int(train_images * fraction)
-        one = epoch_seconds(images, mean_speed, val_images, tta_passes)
-        worst = epoch_seconds(images, slowest, val_images, tta_passes)
-        trial = expected_epochs(rungs, eta, epochs, pruned) * one + TRIAL_OVERHEAD_S
-        return images, trial, epochs * worst
-
-    fraction, wanted_trial_s = train_fraction, search_s / MIN_TRIALS
+    eta = reduction_factor
+    costs = TrialCosts(
+        train_images, val_images, tta_passes, mean_speed, slowest, min_resource, eta, pruned
+    )
+    fraction, epochs = fit_fidelity(costs, train_fraction, epochs, search_s / MIN_TRIALS, notes)
     images, trial_s, full_s = costs(fraction, epochs)
-    if trial_s > wanted_trial_s:
-        # 1. the share, while training still outweighs validation MIN_TRAIN_TO_VAL times
-        val_s = epoch_seconds(0, mean_speed, val_images, tta_passes)
-        floor = max(MIN_TRAIN_FRACTION, MIN_TRAIN_TO_VAL * val_s * mean_speed / train_images)
-        fraction = max(
-            min(fraction, floor), fitting_fraction(costs, fraction, epochs, wanted_trial_s)
-        )
-        # 2. the epochs, down to MIN_EPOCH_SHARE of the spec's
-        lowest = max(1, math.ceil(MIN_EPOCH_SHARE * epochs))
-        while epochs > lowest and costs(fraction, epochs)[1] > wanted_trial_s:
-            epochs -= 1
-        # 3. the share again, down to MIN_TRAIN_FRACTION
-        if costs(fraction, epochs)[1] > wanted_trial_s:
-            fraction = max(
-                MIN_TRAIN_FRACTION, fitting_fraction(costs, fraction, epochs, wanted_trial_s)
-            )
-        images, trial_s, full_s = costs(fraction, epochs)
-        if fraction < train_fraction:
-            notes.append(
-                f"data.train_fraction lowered from {train_fraction:.3g} to {fraction:.3g} so "
-                f"that ~{MIN_TRIALS} trials fit in the search time"
-            )
-        if epochs < spec_epochs:
-            notes.append(
-                f"search epochs lowered from {spec_epochs} to {epochs} so that more trials fit "
-                "without a training share too small for its validation pass"
-            )
-    rungs = successive_halving_rungs(min_resource, eta, epochs) if pruned else [epochs]
+    rungs = costs.rungs(epochs)
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    race = plan_finalists(
-        refit_s,
-        full_epoch_s,
-        test_s,
-        finalists=finalists,
-        seeds=seeds,
-        reference=refit_runs > 1,
-        epochs=refit_epochs,
-        min_epochs=refit_min_epochs,
-    )
-    notes += race.notes
-    refit = race.epochs
-    if refit <= 0:
-        notes.append("no time for a refit: the best trial stays the champion")
-        refit = 0.0
+    race = plan_race(refit_s, full_epoch_s, test_s, finalists, seeds, refit_runs > 1,
+                     refit_epochs, refit_min_epochs, notes)  # fmt: skip
+    refit = race.epochs if race.epochs > 0 else 0.0
     return SweepPlan(
         budget_s=budget_s,
         search_s=search_s,
