@@ -300,91 +300,39 @@ def train(
     """
     t_start = time.perf_counter()
     c = build_components(config, data)
-    model, schedule = c.model, c.schedule
-    state = TrainState(config, model, c.optimizer, schedule, c.scaler, c.generator)
-    state.steps_per_epoch, state.num_train = c.steps_per_epoch, c.train_images.shape[0]
-    state.num_val = len(c.splits.val_idx)
-    state.total_steps = total_steps(config.epochs, c.steps_per_epoch)
-    if config.optim.lookahead_steps:
-        state.lookahead = Lookahead(
-            model, config.optim.lookahead_steps, state.total_steps, config.optim.lookahead_decay
-        )
-    callbacks = list(callbacks)
     has_val = len(c.splits.val_idx) > 0
-    if config.early_stopping.patience > 0 and has_val:
-        es = config.early_stopping
-        state.early_stopping = EarlyStopping(es.patience, es.metric, es.min_delta)
-        callbacks.insert(0, state.early_stopping)
-    if resume is not None:
-        _restore(state, resume)
-    for cb in callbacks:
-        cb.on_train_start(state)
+    state, callbacks = _start_state(config, c, callbacks, resume, has_val)
 
     status, message = COMPLETED, ""
     val_report: EvalReport | None = None
     while state.step < state.total_steps and state.stop_status is None:
-        epoch, t0 = state.epoch, time.perf_counter()
-        done = train_epoch(state, c, callbacks)
-        state.images_seen += done.images
-        train_loss = done.loss_sum / done.counted if done.counted else float("nan")
-        if done.diverged_at is not None or not math.isfinite(train_loss):
-            status = DIVERGED
-            message = (
-                f"non-finite training loss at epoch {epoch + 1}, step "
-                f"{done.diverged_at or c.steps_per_epoch}; stopped"
-            )
-            state.epoch += 1
-            state.history.append(
-                {
-                    "epoch": epoch + 1,
-                    "lr": schedule.lr,
-                    "train_loss": float("nan"),
-                    "images_seen": state.images_seen,
-                }
-            )
+        diverged, report = _train_and_validate(state, c, callbacks, data.class_names, has_val)
+        if diverged:
+            status, message = DIVERGED, diverged
             break
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": schedule.lr,
-            "train_loss": train_loss,
-            "train_acc": done.correct / done.counted,
-        }
-        if has_val:
-            val_report = evaluate(c, config, c.val_images, c.val_labels, data.class_names)
-            record.update(
-                val_loss=val_report.metrics["loss"],
-                val_acc=val_report.metrics["acc"],
-                val_top5=val_report.metrics["top5"],
-                val_f1_macro=val_report.metrics["f1_macro"],
-            )
-        schedule.step_epoch(record.get("val_loss", train_loss))
-        record["epoch_seconds"] = time.perf_counter() - t0
-        record["images_per_sec"] = done.images / done.seconds
-        record["images_seen"] = state.images_seen
-        state.epoch += 1
-        state.history.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(state, record)
+        if report is not None:
+            val_report = report
 
     if status == COMPLETED and state.stop_status is not None:
         status, message = state.stop_status, state.stop_message
     if status == EARLY_STOPPED and state.early_stopping and state.early_stopping.best_weights:
-        model.load_state_dict(state.early_stopping.best_weights)
+        c.model.load_state_dict(state.early_stopping.best_weights)
 
     test_report = None
     if status != DIVERGED:
+        # early stopping restored the best weights: the last epoch's report is not theirs
         if has_val and (val_report is None or status == EARLY_STOPPED):
             val_report = evaluate(c, config, c.val_images, c.val_labels, data.class_names)
         if evaluate_test and len(data.test_labels):
             test_images = torch.from_numpy(data.test_images)
             test_labels = torch.from_numpy(data.test_labels).long()
             test_report = evaluate(c, config, test_images, test_labels, data.class_names)
-    model.eval()
+    c.model.eval()
     result = Result(
         status=status,
         message=message,
         history=state.history,
-        model=model,
+        model=c.model,
         val=val_report,
         test=test_report,
         seconds=time.perf_counter() - t_start,
@@ -396,6 +344,92 @@ def train(
     for cb in callbacks:
         cb.on_train_end(state, result)
     return result
+
+
+def _start_state(
+    config: TrainConfig,
+    c: Components,
+    callbacks: Sequence[Callback],
+    resume: dict[str, Any] | None,
+    has_val: bool,
+) -> tuple[TrainState, list[Callback]]:
+    """The run's state (lookahead, early stopping, a checkpoint restored) and its callbacks
+    (early stopping first), after each callback's ``on_train_start``."""
+    state = TrainState(config, c.model, c.optimizer, c.schedule, c.scaler, c.generator)
+    state.steps_per_epoch, state.num_train = c.steps_per_epoch, c.train_images.shape[0]
+    state.num_val = len(c.splits.val_idx)
+    state.total_steps = total_steps(config.epochs, c.steps_per_epoch)
+    if config.optim.lookahead_steps:
+        state.lookahead = Lookahead(
+            c.model, config.optim.lookahead_steps, state.total_steps, config.optim.lookahead_decay
+        )
+    callbacks = list(callbacks)
+    if config.early_stopping.patience > 0 and has_val:
+        es = config.early_stopping
+        state.early_stopping = EarlyStopping(es.patience, es.metric, es.min_delta)
+        callbacks.insert(0, state.early_stopping)
+    if resume is not None:
+        _restore(state, resume)
+    for cb in callbacks:
+        cb.on_train_start(state)
+    return state, callbacks
+
+
+def _train_and_validate(
+    state: TrainState,
+    c: Components,
+    callbacks: Sequence[Callback],
+    class_names: Sequence[str],
+    has_val: bool,
+) -> tuple[str, EvalReport | None]:
+    """One epoch: train, validate, step the epoch schedule, append the history row, call each
+    callback's ``on_epoch_end``.
+
+    Returns:
+        (why the run diverged, ``""`` if it did not; the validation report or None). A
+        diverged epoch gets a row with a NaN training loss and no callbacks.
+    """
+    config, schedule = state.config, c.schedule
+    epoch, t0 = state.epoch, time.perf_counter()
+    done = train_epoch(state, c, callbacks)
+    state.images_seen += done.images
+    train_loss = done.loss_sum / done.counted if done.counted else float("nan")
+    if done.diverged_at is not None or not math.isfinite(train_loss):
+        state.epoch += 1
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "lr": schedule.lr,
+                "train_loss": float("nan"),
+                "images_seen": state.images_seen,
+            }
+        )
+        step = done.diverged_at or c.steps_per_epoch
+        return f"non-finite training loss at epoch {epoch + 1}, step {step}; stopped", None
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": schedule.lr,
+        "train_loss": train_loss,
+        "train_acc": done.correct / done.counted,
+    }
+    val_report = None
+    if has_val:
+        val_report = evaluate(c, config, c.val_images, c.val_labels, class_names)
+        record.update(
+            val_loss=val_report.metrics["loss"],
+            val_acc=val_report.metrics["acc"],
+            val_top5=val_report.metrics["top5"],
+            val_f1_macro=val_report.metrics["f1_macro"],
+        )
+    schedule.step_epoch(record.get("val_loss", train_loss))
+    record["epoch_seconds"] = time.perf_counter() - t0
+    record["images_per_sec"] = done.images / done.seconds
+    record["images_seen"] = state.images_seen
+    state.epoch += 1
+    state.history.append(record)
+    for cb in callbacks:
+        cb.on_epoch_end(state, record)
+    return "", val_report
 
 
 def _restore(state: TrainState, ckpt: dict[str, Any]) -> None:
