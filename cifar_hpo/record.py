@@ -102,6 +102,7 @@ class TrialRecord:
     macs = _Field(MACS_ATTR)  # per 32x32 image
     epochs_run = _Field(EPOCHS_RUN_ATTR)  # fractional epochs
     run_id = _Field(RUN_ID_ATTR)
+    fail_reason = _Field(FAIL_REASON_ATTR)  # one line, on a FAIL trial
 
     def __init__(self, trial: Any):
         self.attrs: dict[str, Any] = dict(trial.user_attrs)

@@ -14,8 +14,7 @@ from optuna.trial import TrialState, create_trial
 from rich.console import Console
 from typer.testing import CliRunner
 
-from cifar_hpo import cli
-from cifar_hpo.cli import app
+from cifar_hpo.cli import app, render
 from cifar_hpo.errors import UserError
 from cifar_hpo.sweep.leaderboard import leaderboard, objectives, sort_keys
 from cifar_hpo.sweep.storage import RUN_ID_ATTR
@@ -149,7 +148,7 @@ def storage(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     single_study(url)
     multi_study(url)
-    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setattr(render, "console", Console(width=250))
     return url
 
 
