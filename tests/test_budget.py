@@ -397,7 +397,7 @@ def test_throughput_probe_keeps_the_base_model_hyperparameters():
     airbench94 at its default width (1.97M parameters, 74 images/s) instead of 0.3."""
     from types import SimpleNamespace
 
-    from cifar_hpo.sweep.runner import architectures
+    from cifar_hpo.sweep.probe import architectures
     from cifar_hpo.sweep.spec import load_spec
 
     spec = load_spec("seed004_under_200k", Path(__file__).resolve().parents[1] / "sweeps")

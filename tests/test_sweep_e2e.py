@@ -279,7 +279,7 @@ def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_d
     from cifar_hpo.callbacks import Callback, Checkpointing
     from cifar_hpo.config import with_overrides
     from cifar_hpo.engine import train
-    from cifar_hpo.sweep.runner import open_study
+    from cifar_hpo.sweep.study import open_study
     from cifar_hpo.sweep.spec import load_spec, suggest
     from cifar_hpo.sweep.storage import RetryStaleTrial, trial_checkpoint_path
 
@@ -340,7 +340,7 @@ def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
 def test_changed_search_space_is_refused_unless_allowed(project):
     from helpers import fails_with
 
-    from cifar_hpo.sweep.runner import open_study
+    from cifar_hpo.sweep.study import open_study
     from cifar_hpo.sweep.spec import SweepSpecError, load_spec
     from cifar_hpo.sweep.storage import SPACE_ATTR
 
@@ -409,12 +409,12 @@ def test_trial_checkpoint_stays_until_the_trial_is_recorded(project, monkeypatch
 def test_no_run_left_running_when_the_study_summary_fails(project, monkeypatch):
     """A plot error at the end of the sweep: the parent run still ends FINISHED (and the
     trials are recorded); nothing in the experiment is left RUNNING."""
-    import cifar_hpo.sweep.runner as sweep_runner
+    import cifar_hpo.sweep.runs as sweep_runs
 
     def broken_plots(study, folder):
         raise RuntimeError("matplotlib exploded")
 
-    monkeypatch.setattr(sweep_runner, "study_plots", broken_plots)
+    monkeypatch.setattr(sweep_runs, "study_plots", broken_plots)
     write_spec("plotfail")
     sweep("plotfail", 1)
     parents, trials = runs_of(MlflowClient(), "plotfail")

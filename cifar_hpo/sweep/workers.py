@@ -26,17 +26,12 @@ from rich.console import Console
 
 from cifar_hpo.errors import CifarHpoError, WorkerError
 from cifar_hpo.sweep.budget import budget_clock
-from cifar_hpo.sweep.runner import (
-    SweepOutcome,
-    _printer,
-    finish_sweep,
-    measure_speeds,
-    plan_study,
-    prepare_sweep,
-    require_stop_rule,
-    run_refit,
-)
+from cifar_hpo.sweep.budgeted import plan_study, run_refit
+from cifar_hpo.sweep.probe import measure_speeds
+from cifar_hpo.sweep.progress import printer
+from cifar_hpo.sweep.runner import SweepOutcome, finish_sweep
 from cifar_hpo.sweep.storage import storage_kind
+from cifar_hpo.sweep.study import prepare_sweep, require_stop_rule
 
 
 # ----------------------------------------------------------------------------- launcher
@@ -158,7 +153,7 @@ def run_sweep_workers(
     Raises:
         WorkerError: a storage several processes cannot share.
         SweepSpecError, TrackingError, DatasetError: as
-            :func:`~cifar_hpo.sweep.runner.prepare_sweep`.
+            :func:`~cifar_hpo.sweep.study.prepare_sweep`.
     """
     require_shared_storage(storage, workers, study_name)
     require_stop_rule(study_name, sweeps_dir, trials, timeout, budget_s, storage)
@@ -195,7 +190,7 @@ def run_sweep_workers(
             "refit": False,
         }
 
-    say = _printer(console)
+    say = printer(console)
     clock = budget_clock(prep.study, budget_s if budget_s else None)
     plan = None
     if clock is not None and not clock.used_up:
