@@ -26,7 +26,9 @@ def test_modules_and_functions_fit_on_a_few_screens(path):
     assert not long, long
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "render.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.name != "render.py"], ids=lambda p: p.name
+)
 def test_only_render_builds_tables_and_owns_the_console(path):
     tree = ast.parse(path.read_text())
     imported = {
