@@ -93,6 +93,14 @@ class StudyRecord:
     def __init__(self, study: Any):
         self.attrs: dict[str, Any] = dict(study.user_attrs)
 
+    def champion_version(self, trial: int | None) -> Any:
+        """The registry version of trial number ``trial``'s model when it is the champion,
+        else None (the registry holds another trial's model, or none)."""
+        champion = self.champion
+        if trial is None or champion.get("trial") != trial:
+            return None
+        return champion.get("version")
+
 
 class TrialRecord:
     """Typed read access to a trial's attributes (an ``optuna.trial.FrozenTrial``)."""

@@ -34,3 +34,18 @@ def test_study_and_trial_records_read_what_was_written():
     )
     tested = TrialRecord(study.trials[1])
     assert tested.measures == {"params": 1200} and tested.test_acc == 0.875
+
+
+def test_champion_version_and_fail_reason():
+    from cifar_hpo.record import CHAMPION_ATTR, FAIL_REASON_ATTR
+
+    study = optuna.create_study(direction="maximize")
+    assert StudyRecord(study).champion_version(0) is None
+    study.set_user_attr(CHAMPION_ATTR, {"trial": 2, "version": "3"})
+    record = StudyRecord(study)
+    assert record.champion_version(2) == "3"
+    assert record.champion_version(1) is None and record.champion_version(None) is None
+    failed = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, user_attrs={FAIL_REASON_ATTR: "loss is nan"}
+    )
+    assert TrialRecord(failed).fail_reason == "loss is nan"

@@ -119,14 +119,12 @@ def sweep_summary(outcome, study: str, counts: dict[str, int], best) -> None:
         + ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v)
     )
     record = StudyRecord(outcome.study)
-    champion = record.champion
-    if champion.get("trial") != getattr(best, "number", None):
-        champion = {}  # the registry holds another trial's model: no version for this one
     if best is not None:
+        version = record.champion_version(best.number)
         console.print(
             f"best trial {best.number}: {primary_value(best):.4f} "
             f"(test acc {_or_nan(TrialRecord(best).test_acc):.4f}, "
-            f"registry version {champion.get('version', '-')})"
+            f"registry version {'-' if version is None else version})"
         )
     refit = record.refit
     if refit.get("test_acc") is not None and refit.get("model_id"):
