@@ -198,16 +198,15 @@ def copy_plots(parent_run_id: str | None, folder: Path, readme: Path | None) -> 
     import shutil
     import tempfile
 
-    from mlflow.tracking import MlflowClient
+    from cifar_hpo.tracking import Tracker
 
-    client = MlflowClient()
+    tracker = Tracker()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in ("pareto_front.png", "param_importances.png"):
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                local = client.download_artifacts(parent_run_id, f"plots/{name}", tmp)
-            except Exception:  # noqa: BLE001 - a plot the study could not draw
+            local = tracker.download_artifact(parent_run_id, f"plots/{name}", tmp)
+            if local is None:  # a plot the study could not draw
                 continue
             shutil.copyfile(local, folder / name)
         target = folder / name

@@ -43,11 +43,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from cifar_hpo.sweep.report import best_trial
 from cifar_hpo.sweep.storage import RUN_ID_ATTR, load_stored_study, make_storage
-from cifar_hpo.tracking import MLFLOW_VIEW
+from cifar_hpo.tracking import MLFLOW_VIEW, Tracker, experiment_name, registered_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -234,20 +232,21 @@ def screenshot(
 def mlflow_views(study, args) -> list[Path]:
     """runs.png, models.png, champion.png and trial.png from ``mlflow server``."""
     backend = args.tracking_uri or "sqlite:///mlflow.db"
-    exp = MlflowClient(backend).get_experiment_by_name(f"cifar-hpo/{args.study}")
-    if exp is None:
-        sys.exit(f"no MLflow experiment cifar-hpo/{args.study} in {backend} (--only dashboard?)")
+    experiment = experiment_name(args.study)
+    exp_id = Tracker(backend, system_metrics=False).find_experiment_id(experiment)
+    if exp_id is None:
+        sys.exit(f"no MLflow experiment {experiment} in {backend} (--only dashboard?)")
     best = best_trial(study) if len(study.directions) == 1 else None
     port = free_port()
     base = f"http://127.0.0.1:{port}/#"
     pages = {
-        "runs.png": mlflow_page(base, f"/experiments/{exp.experiment_id}/runs"),
-        "models.png": mlflow_page(base, f"/experiments/{exp.experiment_id}/models"),
-        "champion.png": mlflow_page(base, f"/models/cifar-hpo-{args.study}"),
+        "runs.png": mlflow_page(base, f"/experiments/{exp_id}/runs"),
+        "models.png": mlflow_page(base, f"/experiments/{exp_id}/models"),
+        "champion.png": mlflow_page(base, f"/models/{registered_model_name(args.study)}"),
     }
     if best is not None and best.user_attrs.get(RUN_ID_ATTR):
         run_id = best.user_attrs[RUN_ID_ATTR]
-        route = f"/experiments/{exp.experiment_id}/runs/{run_id}/model-metrics"
+        route = f"/experiments/{exp_id}/runs/{run_id}/model-metrics"
         pages["trial.png"] = mlflow_page(base, route)
     artifacts = str(Path(args.artifacts).resolve())
     proc = start_server(backend, artifacts, port, server_log(args, "mlflow"))

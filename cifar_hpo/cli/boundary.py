@@ -25,14 +25,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     named). Everything else is a bug and keeps its traceback."""
     from pydantic import ValidationError
 
-    errors: list[type[BaseException]] = [CifarHpoError, ValidationError, OSError]
-    try:
-        from mlflow.exceptions import MlflowException
+    from cifar_hpo.tracking import TrackingStoreError
 
-        errors.append(MlflowException)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
+    return (CifarHpoError, ValidationError, OSError, TrackingStoreError)
 
 
 def _one_line(err: BaseException) -> str | None:

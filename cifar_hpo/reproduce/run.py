@@ -46,7 +46,7 @@ from cifar_hpo.reproduce.table import (
     rewrite_readme,
     write_plots,
 )
-from cifar_hpo.tracking import RunOutcome, Tracker, TrialRun
+from cifar_hpo.tracking import PARENT_RUN_TAG, RunOutcome, Tracker, TrialRun, mlflow_version
 
 SKIPPED, FAILED = "skipped", "failed"
 
@@ -143,8 +143,7 @@ def write_table(
         ValueError: there is no finished batch in the ``readme-table`` experiment.
     """
     tracker = tracker or Tracker(tracking_uri)
-    client = tracker.client
-    parent_run_id = parent_run_id or latest_batch(client)
+    parent_run_id = parent_run_id or latest_batch(tracker)
     if parent_run_id is None:
         raise ConfigError(
             f"no finished batch in MLflow experiment {EXPERIMENT!r} at {tracker.tracking_uri}; "
@@ -152,8 +151,8 @@ def write_table(
         )
     readme = Path(readme)
     docs = Path(docs_dir) if docs_dir is not None else readme.parent / "docs"
-    table = collect(client, parent_run_id)
-    plots = write_plots(client, table, docs)
+    table = collect(tracker, parent_run_id)
+    plots = write_plots(tracker, table, docs)
     rel = {name: _relative(path, readme.parent) for name, path in plots.items()}
     body = render(table, rel)
     inserted = rewrite_readme(readme, body)
@@ -178,7 +177,7 @@ def run_recipe(
     """
     recipe, config = plan.recipe, plan.config
     tags = {
-        "mlflow.parentRunId": parent_run_id,
+        PARENT_RUN_TAG: parent_run_id,
         "cifar_hpo.role": "recipe",
         "cifar_hpo.batch": parent_run_id,
         "cifar_hpo.recipe": recipe.name,
@@ -332,10 +331,9 @@ def _describe(plan: PlannedRun) -> str:
 
 
 def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dict[str, str]:
-    import mlflow
     import optuna
 
-    versions = {**library_versions(), "optuna": optuna.__version__, "mlflow": mlflow.__version__}
+    versions = {**library_versions(), "optuna": optuna.__version__, "mlflow": mlflow_version()}
     return {
         "cifar_hpo.role": "table",
         "cifar_hpo.budget": budget.label,

@@ -11,10 +11,8 @@ sweep trial with a ``test_acc`` metric in the ``cifar-hpo/<study>`` experiments)
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cifar_hpo.errors import ConfigError  # noqa: E402
+
 # also importable from here: reproduce.run and older bench scripts import them from this module
 from cifar_hpo.reports import (  # noqa: E402, F401 (re-exported)
     MARKER,
@@ -34,6 +34,13 @@ from cifar_hpo.reports import (  # noqa: E402, F401 (re-exported)
     minutes,
     pct,
     rewrite_readme,
+)
+from cifar_hpo.tracking import (  # noqa: E402
+    ROLE_TAG,
+    Role,
+    RunRecord,
+    Tracker,
+    experiment_name,
 )
 
 EXPERIMENT = "readme-table"
@@ -100,45 +107,45 @@ class TableData:
     rows: list[Row] = field(default_factory=list)
 
 
-def collect(client, parent_run_id: str) -> TableData:
+def collect(reader: Tracker, parent_run_id: str) -> TableData:
     """Read a batch back from MLflow: the parent's tags and every child recipe run.
 
     Args:
-        client: an ``MlflowClient``.
+        reader: the :class:`~cifar_hpo.tracking.Tracker` to read through.
         parent_run_id: the batch's ``table`` run.
+
+    Raises:
+        ConfigError: there is no run ``parent_run_id``.
     """
-    parent = client.get_run(parent_run_id)
+    parent = reader.run_record(parent_run_id)
+    if parent is None:
+        raise ConfigError(f"no MLflow run {parent_run_id!r} (a README-table batch)")
     meta = {
-        k.removeprefix("cifar_hpo."): v
-        for k, v in parent.data.tags.items()
-        if k.startswith("cifar_hpo.")
+        key.removeprefix("cifar_hpo."): v
+        for key, v in parent.tags.items()
+        if key.startswith("cifar_hpo.")
     }
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`cifar_hpo.batch` = '{parent_run_id}'",
-        max_results=1000,
+    runs = reader.find_runs(
+        parent.experiment, f"tags.`cifar_hpo.batch` = '{parent_run_id}'", max_results=1000
     )
-    rows = [_row(r) for r in runs if r.data.tags.get("cifar_hpo.role") == "recipe"]
+    rows = [_row(r) for r in runs if r.tags.get(ROLE_TAG) == Role.RECIPE]
     rows.sort(key=lambda r: (r.order, r.recipe))
     return TableData(parent_run_id, meta, rows)
 
 
-def latest_batch(client, experiment: str = EXPERIMENT) -> str | None:
+def latest_batch(reader: Tracker, experiment: str = EXPERIMENT) -> str | None:
     """Id of the most recent FINISHED batch (``table`` run) of ``experiment``, or None."""
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string="tags.`cifar_hpo.role` = 'table' and attributes.status = 'FINISHED'",
+    runs = reader.find_runs(
+        experiment,
+        f"tags.`{ROLE_TAG}` = '{Role.TABLE}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    return runs[0].info.run_id if runs else None
+    return runs[0].run_id if runs else None
 
 
-def _row(run) -> Row:
-    tags, params = run.data.tags, run.data.params
+def _row(run: RunRecord) -> Row:
+    tags, params = run.tags, run.params
 
     def _int(text: str | None) -> int | None:
         return int(text) if text not in (None, "") else None
@@ -158,11 +165,11 @@ def _row(run) -> Row:
         }
     fraction = params.get("data.train_fraction")
     return Row(
-        run_id=run.info.run_id,
-        recipe=tags.get("cifar_hpo.recipe", run.info.run_name or "?"),
+        run_id=run.run_id,
+        recipe=tags.get("cifar_hpo.recipe", run.name or "?"),
         order=_int(tags.get("cifar_hpo.order")) or 0,
         project=tags.get("cifar_hpo.project", ""),
-        status=tags.get("cifar_hpo.status", run.info.status.lower()),
+        status=tags.get("cifar_hpo.status", run.status.lower()),
         reason=tags.get("cifar_hpo.reason", ""),
         model=params.get("model.name"),
         dataset=params.get("data.dataset"),
@@ -170,7 +177,7 @@ def _row(run) -> Row:
         budget_epochs=_epochs(tags.get("cifar_hpo.budget_epochs")),
         train_fraction=float(fraction) if fraction else None,
         device=tags.get("cifar_hpo.device", ""),
-        metrics=dict(run.data.metrics),
+        metrics=dict(run.metrics),
         reported=reported,
     )
 
@@ -300,7 +307,7 @@ def _row_note(row: Row) -> str:
 
 
 # ----------------------------------------------------------------------------- plots
-def write_plots(client, table: TableData, folder: str | Path) -> dict[str, Path]:
+def write_plots(reader: Tracker, table: TableData, folder: str | Path) -> dict[str, Path]:
     """Draw the per-class F1 chart and the accuracy-vs-parameters chart into ``folder``.
 
     Returns:
@@ -310,15 +317,11 @@ def write_plots(client, table: TableData, folder: str | Path) -> dict[str, Path]
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     per_class = {}
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+    with _quiet_downloads():
         for row in table.rows:
-            if not row.trained:
-                continue
-            try:
-                local = client.download_artifacts(row.run_id, "per_class.json", tmp)
-            except Exception:  # noqa: BLE001 - MLflow raises several types
-                continue
-            per_class[row.recipe] = json.loads(Path(local).read_text())
+            found = reader.read_json(row.run_id, "per_class.json") if row.trained else None
+            if found is not None:
+                per_class[row.recipe] = found
     if per_class:
         written[PER_CLASS_PLOT] = plot_per_class_f1(per_class, folder / PER_CLASS_PLOT)
     recipes = [
@@ -326,7 +329,7 @@ def write_plots(client, table: TableData, folder: str | Path) -> dict[str, Path]
         for r in table.rows
         if r.trained and r.metric("num_params")
     ]
-    trials = sweep_trials(client)
+    trials = sweep_trials(reader)
     if recipes or trials:
         written[SCATTER_PLOT] = plot_accuracy_vs_params(
             recipes, trials, folder / SCATTER_PLOT, table.meta.get("budget", "")
@@ -349,18 +352,14 @@ def _quiet_downloads():
             os.environ[key] = old
 
 
-def sweep_trials(client) -> list[tuple[str, float, float]]:
+def sweep_trials(reader: Tracker) -> list[tuple[str, float, float]]:
     """(study, params, test accuracy) of every sweep trial run with a ``test_acc`` metric."""
     out = []
-    for exp in client.search_experiments(filter_string="name LIKE 'cifar-hpo/%'"):
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string="tags.`cifar_hpo.role` = 'trial'",
-            max_results=5000,
-        )
-        study = exp.name.removeprefix("cifar-hpo/")
+    for name in reader.experiment_names(experiment_name("%")):
+        runs = reader.find_runs(name, f"tags.`{ROLE_TAG}` = '{Role.TRIAL}'", max_results=5000)
+        study = name.removeprefix(experiment_name(""))
         for r in runs:
-            m = r.data.metrics
+            m = r.metrics
             if "test_acc" in m and m.get("num_params"):
                 out.append((study, float(m["num_params"]), float(m["test_acc"])))
     return out

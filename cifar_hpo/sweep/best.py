@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import optuna
-import torch
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from cifar_hpo.errors import CheckpointError, SweepSpecError
@@ -25,7 +20,7 @@ from cifar_hpo.sweep.ranking import primary_value, ranked_trials, rule_pick
 from cifar_hpo.sweep.refit import REFERENCE_REFIT_ATTR, REFIT_ATTR
 from cifar_hpo.sweep.spec import LimitSpec
 from cifar_hpo.sweep.storage import MODEL_ID_ATTR, RUN_ID_ATTR, load_stored_study, make_storage
-from cifar_hpo.tracking import WEIGHTS_FILE
+from cifar_hpo.tracking import Tracker
 
 
 @dataclass
@@ -157,24 +152,12 @@ def export_best(best: BestTrial, path: str | Path, tracking_uri: str | None = No
     Path(path).parent.mkdir(parents=True, exist_ok=True)  # an unwritable path fails first
     if not best.run_id:
         raise CheckpointError(f"trial {best.number} has no MLflow run; cannot export it")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one-line output
-    client = MlflowClient(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            if best.model_id:
-                location = client.get_logged_model(best.model_id).artifact_location
-                local = mlflow.artifacts.download_artifacts(
-                    f"{location}/extra_files/{WEIGHTS_FILE}",
-                    dst_path=tmp,
-                    tracking_uri=tracking_uri,
-                )
-            else:
-                local = client.download_artifacts(best.run_id, "weights/state_dict.pt", tmp)
-        except Exception as err:  # noqa: BLE001 - MLflow raises several types
-            raise CheckpointError(
-                f"trial {best.number} (run {best.run_id}) has no logged weights: {err}"
-            ) from None
-        state = torch.load(local, map_location="cpu", weights_only=True)
+    state = Tracker(tracking_uri).load_weights(best.run_id, best.model_id)
+    if state is None:
+        raise CheckpointError(
+            f"trial {best.number} (run {best.run_id}) has no logged weights: its logged model "
+            "was deleted or never logged"
+        )
     config = state["config"]
     hparams = {k: v for k, v in config["model"].items() if k != "name"}
     model = create_model(config["model"]["name"], len(state["class_names"]), **hparams)
