@@ -1,7 +1,9 @@
-"""Shared fixtures: tiny synthetic datasets in memory and on disk, one torch thread."""
+"""Shared fixtures: tiny synthetic datasets in memory and on disk, one torch thread, MLflow
+stores whose tables exist already."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,11 +26,36 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(scope="session")
+def mlflow_tables(tmp_path_factory) -> Path | None:
+    """An empty MLflow SQLite store with every table made, or None if it cannot be made.
+
+    Making MLflow's tables (its alembic migrations) takes 1-3 s per store, more than most
+    tests; a copy of this file (:func:`copy_mlflow_tables`) takes milliseconds. It holds no
+    experiment: MLflow adds ``Default`` on first use with the artifact root of that moment, as in
+    a new store.
+    """
+    from mlflow_tables import make_mlflow_tables
+
+    return make_mlflow_tables(tmp_path_factory.mktemp("mlflow-tables") / "mlflow.db")
+
+
 @pytest.fixture(autouse=True)
-def _mlflow_store_in_tmp(tmp_path, monkeypatch):
+def _mlflow_store_in_tmp(request, tmp_path, monkeypatch):
     """Every test's MLflow writes go to its own temporary store (never the working folder's
-    ``mlflow.db``); fixtures that want MLflow's default store delete the variable again."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    ``mlflow.db``); fixtures that want MLflow's default store delete the variable again. The
+    store sits beside ``tmp_path`` (tests may check what ``tmp_path`` holds), its tables made
+    once a test session has imported MLflow."""
+    store = tmp_path.parent / f"{tmp_path.name}-mlruns.db"
+    if "mlflow" in sys.modules:  # a session that never imports MLflow need not pay for it
+        copy_mlflow_tables(request.getfixturevalue("mlflow_tables"), store)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+
+
+def copy_mlflow_tables(tables: Path | None, store: Path) -> None:
+    """Copy the :func:`mlflow_tables` file to ``store`` (nothing when there is none)."""
+    if tables is not None and not store.exists():
+        shutil.copyfile(tables, store)
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +74,10 @@ def data_dir(tmp_path, tiny_data, monkeypatch):
 
 
 @pytest.fixture
-def project(tmp_path, data_dir, monkeypatch):
-    """A project folder with sweeps/, default MLflow (sqlite:///mlflow.db) and Optuna stores."""
+def project(tmp_path, data_dir, monkeypatch, mlflow_tables):
+    """A project folder with sweeps/, default MLflow (sqlite:///mlflow.db, its tables made) and
+    Optuna stores."""
+    copy_mlflow_tables(mlflow_tables, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "sweeps").mkdir()

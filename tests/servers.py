@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,15 +105,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, wait_s: float = 300.0) -> Iterator[str]:
+def mlflow_server(folder: Path, wait_s: float = 300.0, tables: Path | None = None) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1 with a SQLite backend and proxied artifacts under
     ``folder``; yields its URL once ``/health`` answers, then stops its process group.
-    MLflow's background job runner (not used by cifar-hpo) is switched off.
+    MLflow's background job runner (not used by cifar-hpo) is switched off. ``tables``: an
+    empty store with MLflow's tables made (the ``mlflow_tables`` fixture), copied as the
+    backend so that the server starts without making them.
 
     Raises:
         Unavailable: the server exits or does not answer within ``wait_s`` seconds.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    if tables is not None and not (folder / "mlflow.db").exists():
+        shutil.copyfile(tables, folder / "mlflow.db")
     port = free_port()
     exe = Path(sys.executable).parent / "mlflow"
     log = open(folder / "mlflow-server.log", "w")  # noqa: SIM115 - closed below

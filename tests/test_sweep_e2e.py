@@ -66,7 +66,9 @@ def test_two_trial_study_tracks_everything_and_resumes(project):
     study = load("tiny")
     assert len(study.trials) == 2
     client = MlflowClient()
-    assert Path("mlflow.db").is_file() and Path("mlruns").is_dir()
+    # the default store: the working folder's mlflow.db, artifacts under mlruns/
+    local = MlflowClient(f"sqlite:///{Path('mlflow.db').resolve()}")
+    assert local.get_experiment_by_name("cifar-hpo/tiny") is not None and Path("mlruns").is_dir()
     parents, trials = runs_of(client, "tiny")
     assert len(parents) == 1 and len(trials) == 2
     parent = parents[0]
@@ -279,9 +281,9 @@ def test_retried_trial_resumes_from_the_killed_trials_checkpoint(project, tiny_d
     from cifar_hpo.callbacks import Callback, Checkpointing
     from cifar_hpo.config import with_overrides
     from cifar_hpo.engine import train
-    from cifar_hpo.sweep.study import open_study
     from cifar_hpo.sweep.spec import load_spec, suggest
     from cifar_hpo.sweep.storage import RetryStaleTrial, trial_checkpoint_path
+    from cifar_hpo.sweep.study import open_study
 
     write_spec("resume", budget={"epochs": 3, "train_fraction": 1.0})
     spec = load_spec("resume")
@@ -340,9 +342,9 @@ def test_sweep_whose_new_trials_all_fail_exits_non_zero(project, monkeypatch):
 def test_changed_search_space_is_refused_unless_allowed(project):
     from helpers import fails_with
 
-    from cifar_hpo.sweep.study import open_study
     from cifar_hpo.sweep.spec import SweepSpecError, load_spec
     from cifar_hpo.sweep.storage import SPACE_ATTR
+    from cifar_hpo.sweep.study import open_study
 
     write_spec("space")
     open_study("space", load_spec("space"), default_storage_url())  # created with TINY's space

@@ -46,9 +46,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="session")
-def mlflow_url(tmp_path_factory):
+def mlflow_url(tmp_path_factory, mlflow_tables):
     """One ``mlflow server`` on 127.0.0.1 for the whole session (it takes a while to start)."""
-    server = mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    server = mlflow_server(tmp_path_factory.mktemp("mlflow-server"), tables=mlflow_tables)
     try:
         url = server.__enter__()
     except Unavailable as err:
@@ -331,7 +331,7 @@ def test_killed_trial_resumes_from_its_checkpoint_with_the_same_history(project,
     assert retry.value == pytest.approx(uninterrupted.val.metrics["acc"], abs=1e-6)
 
 
-def test_tracking_server_dying_mid_study_stops_it_cleanly(project, tmp_path):
+def test_tracking_server_dying_mid_study_stops_it_cleanly(project, tmp_path, mlflow_tables):
     """The MLflow server goes away during trial 1: that trial fails with one line naming the
     server, no further trial starts, the command exits non-zero within seconds, and the study
     keeps what it had (re-running continues it)."""
@@ -339,7 +339,7 @@ def test_tracking_server_dying_mid_study_stops_it_cleanly(project, tmp_path):
 
     storage = f"journal:{tmp_path / 'studies' / 'dies.log'}"
     name = new_study()
-    server = mlflow_server(tmp_path / "dying-server")
+    server = mlflow_server(tmp_path / "dying-server", tables=mlflow_tables)
     try:
         url = server.__enter__()
     except Unavailable as err:
