@@ -83,3 +83,24 @@ def test_moved_block_keeps_its_markers(name):
     assert text.count(start) == 1 and text.count(end) == 1, name
     assert text.index(start) < text.index(end), name
     assert start not in README.read_text(), name
+
+
+def _local_links(text: str) -> list[str]:
+    """Targets of markdown links and images that point at files of the repository."""
+    targets = re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", text)
+    return [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+
+
+def test_link_reader_keeps_local_targets_only():
+    text = "![a](ui/x.png) [b](https://e.org/p) [c](docs/y.md#part) [d](#anchor)"
+    assert _local_links(text) == ["ui/x.png", "docs/y.md"]
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))],
+)
+def test_every_local_link_and_image_resolves_from_its_page(page):
+    path = ROOT / page
+    missing = [t for t in _local_links(path.read_text()) if not (path.parent / t).exists()]
+    assert not missing, f"{page}: {missing}"
