@@ -149,12 +149,7 @@ SPEC = {
 
 
 @pytest.mark.slow
-def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(
-    tmp_path, data_dir, monkeypatch
-):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "sweeps").mkdir()
+def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(project):
     Path("sweeps", "tinyb.yaml").write_text(yaml.safe_dump(SPEC))
     budget = 45.0
     t0 = time.monotonic()
@@ -248,23 +243,17 @@ def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.slow
-def test_reference_recipe_is_raced_beside_the_finalists_and_gates_the_champion(
-    tmp_path, data_dir, monkeypatch
-):
+def test_reference_recipe_is_raced_beside_the_finalists_and_gates_the_champion(project):
     """budget.refit_reference: the reference recipe (the first enqueued config, trial 0) is
     raced beside the finalists with the same epochs and seeds as a refit-reference run; the
     champion is the tuned finalist only if it beats the recipe significantly, else the recipe's
     refit; `best`, the sweep's last lines and the parent run (metrics, race.json) show the
     statistics."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (tmp_path / "sweeps").mkdir()
     spec = {**SPEC, "budget": {**SPEC["budget"], "refit_reference": True, "refit_holdout": False}}
     spec["enqueue"] = [{"optim.lr": 0.01}]
     spec["refit"] = {"finalists": 1, "seeds": 2}
     Path("sweeps", "tinyr.yaml").write_text(yaml.safe_dump(spec))
-    result = runner.invoke(app, ["sweep", "--study", "tinyr", "--budget", "50s", "--no-progress"])
+    result = runner.invoke(app, ["sweep", "--study", "tinyr", "--budget", "30s", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "then the reference recipe with the same epochs" in result.output
     assert "(hold-out included)" in result.output
