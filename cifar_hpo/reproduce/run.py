@@ -26,7 +26,7 @@ from rich.console import Console
 from cifar_hpo.config import TrainConfig
 from cifar_hpo.data import CifarData, DatasetError, load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
-from cifar_hpo.engine import DIVERGED, Result, make_splits, train
+from cifar_hpo.engine import DIVERGED, Result
 from cifar_hpo.errors import ConfigError
 from cifar_hpo.models import count_macs, count_parameters, create_model
 from cifar_hpo.provenance import git_commit, host_text, library_versions
@@ -46,7 +46,18 @@ from cifar_hpo.reproduce.table import (
     rewrite_readme,
     write_plots,
 )
-from cifar_hpo.tracking import PARENT_RUN_TAG, RunOutcome, Tracker, TrialRun, mlflow_version
+from cifar_hpo.tracking import (
+    REASON_TAG,
+    RECIPE_TAG,
+    Role,
+    RunOutcome,
+    RunSpec,
+    TrackedRun,
+    Tracker,
+    TrialRun,
+    mlflow_version,
+    tracked_run,
+)
 
 SKIPPED, FAILED = "skipped", "failed"
 
@@ -108,21 +119,21 @@ def reproduce(
         book, budget, only=only, overrides=overrides, storage=storage, sweeps_dir=sweeps_dir
     )
     tracker = Tracker(tracking_uri)
-    parent = tracker.start_run(
+    spec = RunSpec(
+        Role.TABLE,
         EXPERIMENT,
         f"table-{budget.label}",
-        _batch_tags(budget, recipes_file, command or "cifar-hpo reproduce", readme),
+        tags=_batch_tags(budget, recipes_file, command or "cifar-hpo reproduce", readme),
         system_metrics=False,
     )
-    parent_id = parent.run_id
     loader = _DataLoader(data_dir)
-    with parent.ends_on_error():
+    with tracked_run(tracker, spec) as batch:
         for i, plan in enumerate(plans, start=1):
             if console is not None:
                 console.print(f"[bold][{i}/{len(plans)}] {plan.recipe.name}[/]: {_describe(plan)}")
-            run_recipe(plan, tracker, parent_id, loader, console, show_progress)
-    parent.set_tags({"cifar_hpo.finished": _now_text()})
-    parent.end(RunOutcome.COMPLETE)
+            run_recipe(plan, tracker, batch.run_id, loader, console, show_progress)
+        batch.run.set_tags({"cifar_hpo.finished": _now_text()})
+    parent_id = batch.run_id
     return write_table(
         parent_id, readme=readme, docs_dir=docs_dir, tracking_uri=tracking_uri, tracker=tracker
     )
@@ -177,10 +188,8 @@ def run_recipe(
     """
     recipe, config = plan.recipe, plan.config
     tags = {
-        PARENT_RUN_TAG: parent_run_id,
-        "cifar_hpo.role": "recipe",
         "cifar_hpo.batch": parent_run_id,
-        "cifar_hpo.recipe": recipe.name,
+        RECIPE_TAG: recipe.name,
         "cifar_hpo.order": str(plan.order),
         "cifar_hpo.project": recipe.project,
         "cifar_hpo.source_epochs": str(recipe.epochs),
@@ -191,51 +200,71 @@ def run_recipe(
         tags["cifar_hpo.reported_metric"] = plan.reported.metric
         tags["cifar_hpo.reported_value"] = repr(plan.reported.value)
         tags["cifar_hpo.reported_text"] = plan.reported.text
-    run = tracker.start_run(EXPERIMENT, recipe.name, tags, config, system_metrics=False)
-
-    def finish(status: str, reason: str = "", outcome: RunOutcome = RunOutcome.COMPLETE) -> str:
+    spec = RunSpec(
+        Role.RECIPE,
+        EXPERIMENT,
+        recipe.name,
+        config,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        system_metrics=False,
+    )
+    with tracked_run(tracker, spec) as tracked:
+        status, reason, outcome = _train_recipe(plan, tracked, loader, console, show_progress)
         try:
-            run.set_tags(
-                {"cifar_hpo.status": status, **({"cifar_hpo.reason": reason} if reason else {})}
+            tracked.run.set_tags(
+                {"cifar_hpo.status": status, **({REASON_TAG: reason} if reason else {})}
             )
         finally:
-            run.end(outcome)
-        if console is not None and status in (SKIPPED, FAILED, DIVERGED):
-            console.print(f"  [yellow]{status}:[/] {reason}")
-        return run.run_id
+            tracked.end(outcome)
+    if console is not None and status in (SKIPPED, FAILED, DIVERGED):
+        console.print(f"  [yellow]{status}:[/] {reason}")
+    return tracked.run_id
 
+
+def _train_recipe(
+    plan: PlannedRun,
+    tracked: TrackedRun,
+    loader: _DataLoader,
+    console: Console | None,
+    show_progress: bool,
+) -> tuple[str, str, RunOutcome]:
+    """Fill a recipe's run: model size, device, dataset, training, result and summary.
+
+    Returns:
+        (the table's status for it, the reason of a non-complete one, the run's outcome): a
+        recipe's own failure is recorded, not raised. Ctrl-C propagates (the run is tagged
+        failed; :func:`~cifar_hpo.tracking.tracked_run` ends it KILLED).
+    """
+    run, config = tracked.run, plan.config
     if config is None:
-        return finish(SKIPPED, plan.skip)
+        return SKIPPED, plan.skip, RunOutcome.COMPLETE
     bar = None
     try:
         try:
             data = loader(config)
         except DatasetError as err:
             run.log_metrics(_model_stats(config, None))
-            return finish(SKIPPED, str(err))
+            return SKIPPED, str(err), RunOutcome.COMPLETE
         run.log_metrics(_model_stats(config, data))
         device = resolve_device(config.device)
         run.set_tags({"cifar_hpo.device": device_text(device, config)})
-        splits = make_splits(config, data)
-        train_images = len(splits.train_idx)
-        run.log_dataset(data, train_images, len(splits.val_idx))
-        callbacks: list = [run]
+        train_images = len(tracked.log_dataset(data).train_idx)
         if console is not None and show_progress:
             from cifar_hpo.progress import RichProgress
 
-            bar = RichProgress(console, label=recipe.name)
-            callbacks.append(bar)
-        result = train(config, data, callbacks)
+            bar = RichProgress(console, label=plan.recipe.name)
+        result = tracked.train(data, extra=[bar] if bar is not None else [])
         if bar is not None:
             bar.close()
             bar = None
-        run.log_result(result)
+        trained = tracked.record(result, data)  # False: diverged (the run is ended FAILED)
         run.log_metrics(_summary_metrics(result, train_images), step=len(result.history))
     except KeyboardInterrupt:
-        finish(FAILED, "interrupted (Ctrl-C/SIGTERM)", RunOutcome.INTERRUPTED)
+        run.set_tags({"cifar_hpo.status": FAILED})
         raise
     except Exception as err:  # noqa: BLE001 - recorded; the batch goes on
-        return finish(FAILED, f"{type(err).__name__}: {err}", RunOutcome.FAILED)
+        return FAILED, f"{type(err).__name__}: {err}", RunOutcome.FAILED
     finally:
         if bar is not None:
             bar.close()
@@ -243,9 +272,9 @@ def run_recipe(
         console.print(
             f"  test top-1 {100 * result.test.metrics['acc']:.2f} %, {result.seconds / 60:.1f} min"
         )
-    if result.status == DIVERGED:
-        return finish(DIVERGED, result.message, RunOutcome.FAILED)
-    return finish(result.status, result.message)
+    if not trained:
+        return DIVERGED, result.message, RunOutcome.FAILED
+    return result.status, result.message, RunOutcome.COMPLETE
 
 
 def _summary_metrics(result: Result, train_images: int) -> dict[str, float]:
@@ -335,7 +364,6 @@ def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dic
 
     versions = {**library_versions(), "optuna": optuna.__version__, "mlflow": mlflow_version()}
     return {
-        "cifar_hpo.role": "table",
         "cifar_hpo.budget": budget.label,
         "cifar_hpo.budget_text": budget.describe(recipes_file),
         "cifar_hpo.command": command,

@@ -33,7 +33,6 @@ import json
 import math
 import statistics
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from cifar_hpo.callbacks import Callback, Checkpointing
 from cifar_hpo.checkpoint import load_checkpoint
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
-from cifar_hpo.engine import Result, TrainState, make_splits, train
+from cifar_hpo.engine import Result, TrainState, train
 from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
 from cifar_hpo.latency import measure_latency_ms
 from cifar_hpo.models import count_macs, create_model
@@ -78,7 +77,17 @@ from cifar_hpo.sweep.storage import (
     trial_checkpoint_path,
     worker_identity,
 )
-from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, TrialRun, tracking_failure
+from cifar_hpo.tracking import (
+    FIDELITY_TAG,
+    PHASE_TAG,
+    NullTracker,
+    RunOutcome,
+    RunTracker,
+    TrackedRun,
+    tracked_run,
+    tracking_failure,
+    trial_spec,
+)
 
 #: objective metric name -> key of :class:`~cifar_hpo.metrics.EvalReport` metrics
 METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
@@ -224,7 +233,7 @@ class Objective:
         data: CifarData,
         study_name: str,
         *,
-        tracker: Tracker | NullTracker | None = None,
+        tracker: RunTracker | None = None,
         parent_run_id: str | None = None,
         progress: Progress | None = None,
         overrides: dict[str, Any] | None = None,
@@ -282,58 +291,68 @@ class Objective:
         params, macs = self.sizes(config, self.data.num_classes)
         trial.set_user_attr(MACS_ATTR, macs)
         measures: dict[str, float] = {"params": float(params), "macs": float(macs)}
-        run = self.tracker.start_trial(
-            self.study_name, self.parent_run_id, trial.number, config, macs=macs
-        )
-        if run.run_id:
-            trial.set_user_attr(RUN_ID_ATTR, run.run_id)
         fidelity = {
             "phase": "search",
             "mechanism": self.spec.budget.fidelity,
             "epochs": config.epochs,
             "train_fraction": config.data.train_fraction,
         }
-        trial.set_user_attr(FIDELITY_ATTR, fidelity)
-        run.set_tags({"cifar_hpo.phase": "search", "cifar_hpo.fidelity": json.dumps(fidelity)})
-        broken = self._set_constraints(trial, measures, CONFIG_MEASURES)
-        if broken:
-            return self._end_untrained(trial, run, config, measures, broken)
-        splits = make_splits(config, self.data)
-        run.log_dataset(self.data, len(splits.train_idx), len(splits.val_idx))
-        resume, origin = self._resume_state(trial, config)
-        checkpoint = trial_checkpoint_path(self.study_name, trial.number)
         meter = ComputeMeter()
+        checkpoint = trial_checkpoint_path(self.study_name, trial.number)
         # the run logs an epoch before the pruner may stop the trial at it
-        callbacks: list[Callback] = [meter, run]
-        if self.prunes:
-            callbacks.append(PruningCallback(trial, self.metric, prune=self.mid_schedule))
-        if self.checkpoints:
-            callbacks.insert(0, Checkpointing(checkpoint))
-        bar = None
+        before: list[Callback] = [Checkpointing(checkpoint)] if self.checkpoints else []
+        pruner = PruningCallback(trial, self.metric, prune=self.mid_schedule)
+        spec = trial_spec(
+            self.study_name,
+            self.parent_run_id,
+            trial.number,
+            config,
+            macs=macs,
+            tags={PHASE_TAG: "search", FIDELITY_TAG: json.dumps(fidelity)},
+            before=(*before, meter),
+            callbacks=(pruner,) if self.prunes else (),
+            pruned=(optuna.TrialPruned,),
+        )
+        with tracked_run(self.tracker, spec) as tracked:
+            if tracked.run_id:
+                trial.set_user_attr(RUN_ID_ATTR, tracked.run_id)
+            trial.set_user_attr(FIDELITY_ATTR, fidelity)
+            broken = self._set_constraints(trial, measures, CONFIG_MEASURES)
+            if broken:
+                return self._end_untrained(trial, tracked, config, measures, broken)
+            tracked.log_dataset(self.data)
+            return self._train(trial, tracked, meter, checkpoint, measures)
+
+    def _train(
+        self,
+        trial: optuna.Trial,
+        tracked: TrackedRun,
+        meter: ComputeMeter,
+        checkpoint: Path,
+        measures: dict[str, float],
+    ) -> float | list[float]:
+        """Train the trial's run (resumed from a killed worker's checkpoint when there is one),
+        record its compute whatever the outcome, then its result (:meth:`_complete`)."""
+        resume, origin = self._resume_state(trial, tracked.spec.config)
+        bars = []
         if self.progress is not None:
             from cifar_hpo.progress import RichProgress
 
-            bar = RichProgress(progress=self.progress, label=f"trial {trial.number}")
-            callbacks.append(bar)
+            bars.append(RichProgress(progress=self.progress, label=f"trial {trial.number}"))
         result = None
         t0 = time.perf_counter()
         try:
-            result = train(
-                config, self.data, callbacks, resume=resume, evaluate_test=self.evaluate_test
+            result = tracked.train(
+                self.data,
+                extra=bars,
+                trainer=train,  # this module's name for it, looked up now
+                resume=resume,
+                evaluate_test=self.evaluate_test,
             )
-        except optuna.TrialPruned as err:
-            _log_partial(run)
-            run.end(RunOutcome.PRUNED, str(err))
-            raise
-        except KeyboardInterrupt:
-            _log_partial(run)
-            run.end(RunOutcome.INTERRUPTED, "interrupted (Ctrl-C/SIGTERM)")
-            raise
+        except optuna.TrialPruned:
+            raise  # the run ends PRUNED (the spec's ``pruned``)
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
-            trial.set_user_attr(FAIL_REASON_ATTR, reason)
-            _log_partial(run)
-            run.end(RunOutcome.FAILED, reason)
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
             raise
         finally:
             trial.set_user_attr(IMAGES_SEEN_ATTR, meter.images)
@@ -341,12 +360,12 @@ class Objective:
             trial.set_user_attr(SECONDS_ATTR, time.perf_counter() - t0)
             if meter.images_per_sec is not None:  # this machine's speed for this config
                 trial.set_user_attr(TRAIN_SPEED_ATTR, meter.images_per_sec)
-            if bar is not None:
+            for bar in bars:
                 bar.close()
-            if result is None:  # ended during training: recorded above
+            if result is None:  # ended during training: its run ends with the exception
                 _drop_checkpoints(checkpoint, origin)
         try:
-            return self._complete(trial, run, result, measures)
+            return self._complete(trial, tracked, result, measures)
         finally:
             # removed only once the trial is recorded: a worker killed before this point (no
             # finally runs) leaves its checkpoint for the retry
@@ -374,14 +393,21 @@ class Objective:
         return state, path
 
     def _complete(
-        self, trial: optuna.Trial, run: TrialRun, result: Result, measures: dict[str, float]
+        self,
+        trial: optuna.Trial,
+        tracked: TrackedRun,
+        result: Result,
+        measures: dict[str, float],
     ) -> float | list[float]:
+        """Record a trained trial: its result on the run, its measures, constraints and test
+        metrics on the trial, its model when it ranks among those kept. The run ends COMPLETE
+        when the tracked block ends; a diverged run or one without validation FAILED."""
         try:
-            run.log_result(result)
-            if result.status == "diverged" or result.val is None:
+            diverged = not tracked.record(result, self.data)
+            if diverged or result.val is None:
                 reason = result.message or "no validation split: set data.val_fraction > 0"
                 trial.set_user_attr(FAIL_REASON_ATTR, reason)
-                run.end(RunOutcome.FAILED, reason)
+                tracked.end(RunOutcome.FAILED, reason)
                 raise TrialFailed(reason)
             measures.update(trained_measures(result, int(measures["macs"])))
             if self.wants_latency:
@@ -394,18 +420,15 @@ class Objective:
                 trial.set_user_attr(TEST_ACC_ATTR, result.test.metrics["acc"])
                 trial.set_user_attr(TEST_F1_ATTR, result.test.metrics["f1_macro"])
             if self._keeps_model(trial, values, measures):
-                model_id = run.log_model(result, self.data.mean, self.data.std)
+                model_id = tracked.log_model(result, self.data)
                 if model_id:
                     trial.set_user_attr(MODEL_ID_ATTR, model_id)
-            run.end(RunOutcome.COMPLETE)
             return values if self.spec.is_multi_objective else values[0]
         except TrialFailed:
             raise
         except BaseException as err:
-            reason = f"{type(err).__name__}: {err}"
-            trial.set_user_attr(FAIL_REASON_ATTR, reason)
-            run.end(RunOutcome.FAILED, reason)
-            raise
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(err).__name__}: {err}")
+            raise  # the run ends FAILED (KILLED for Ctrl-C) with the tracked block
 
     def _values(self, measures: dict[str, float], history: list[dict[str, Any]]) -> list[float]:
         """One value per objective, from the trial's measures (``time_to_acc@X`` also
@@ -436,27 +459,24 @@ class Objective:
     def _end_untrained(
         self,
         trial: optuna.Trial,
-        run: TrialRun,
+        tracked: TrackedRun,
         config: TrainConfig,
         measures: dict[str, float],
         broken: list[str],
     ) -> float | list[float]:
         """A trial whose config violates a constraint: COMPLETE, infeasible, never trained."""
         reason = "; ".join(broken)
-        with run.ends_on_error():
-            measures.update(untrained_measures(self.data.num_classes))
-            if self.wants_latency:
-                model = create_model(
-                    config.model.name, self.data.num_classes, **config.model.hparams
-                )
-                measures["latency_ms"] = measure_latency_ms(model)
-            values = self._values(measures, [])
-            trial.set_user_attr(MEASURES_ATTR, measures)
-            trial.set_user_attr(INFEASIBLE_ATTR, reason)
-            trial.set_user_attr(EPOCHS_RUN_ATTR, 0)
-            trial.set_user_attr(IMAGES_SEEN_ATTR, 0)
-            run.set_tags({"cifar_hpo.infeasible": reason})
-        run.end(RunOutcome.COMPLETE, f"not trained: {reason}")
+        measures.update(untrained_measures(self.data.num_classes))
+        if self.wants_latency:
+            model = create_model(config.model.name, self.data.num_classes, **config.model.hparams)
+            measures["latency_ms"] = measure_latency_ms(model)
+        values = self._values(measures, [])
+        trial.set_user_attr(MEASURES_ATTR, measures)
+        trial.set_user_attr(INFEASIBLE_ATTR, reason)
+        trial.set_user_attr(EPOCHS_RUN_ATTR, 0)
+        trial.set_user_attr(IMAGES_SEEN_ATTR, 0)
+        tracked.run.set_tags({"cifar_hpo.infeasible": reason})
+        tracked.end(RunOutcome.COMPLETE, f"not trained: {reason}")
         return values if self.spec.is_multi_objective else values[0]
 
     def _keeps_model(
@@ -487,12 +507,3 @@ def _drop_checkpoints(*paths: Path | None) -> None:
     for path in paths:
         if path is not None:
             path.unlink(missing_ok=True)
-
-
-def _log_partial(run: TrialRun) -> None:
-    """Config, history and plots of a pruned or failed run; a logging error must not hide the
-    trial's own outcome."""
-    try:
-        run.log_partial()
-    except Exception as err:  # noqa: BLE001
-        warnings.warn(f"could not log the partial run {run.run_id}: {err}", stacklevel=2)

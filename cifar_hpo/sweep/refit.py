@@ -23,10 +23,20 @@ import optuna
 
 from cifar_hpo.config import TrainConfig, with_overrides
 from cifar_hpo.data import CifarData
-from cifar_hpo.engine import Result, make_splits, train
+from cifar_hpo.engine import Result
 from cifar_hpo.record import REFERENCE_REFIT_ATTR, REFIT_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.sweep.ranking import best_trial, primary_value
-from cifar_hpo.tracking import NullTracker, RunOutcome, Tracker, experiment_name
+from cifar_hpo.tracking import (
+    FIDELITY_TAG,
+    PHASE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+    Role,
+    RunSpec,
+    RunTracker,
+    experiment_name,
+    tracked_run,
+)
 
 
 @dataclass
@@ -78,7 +88,7 @@ def refit_run(
     trial: optuna.trial.FrozenTrial,
     epochs: float,
     *,
-    tracker: Tracker | NullTracker,
+    tracker: RunTracker,
     parent_run_id: str | None,
     role: str = "refit",
     seed: int | None = None,
@@ -103,34 +113,32 @@ def refit_run(
     if seed is not None:
         params["seed"] = seed
     config = refit_config(base, params, epochs, holdout=holdout)
-    run_tags = {
-        "cifar_hpo.study": study.study_name,
-        "cifar_hpo.role": role,
-        "cifar_hpo.trial": str(trial.number),
-        "cifar_hpo.phase": "refit",
-        "cifar_hpo.fidelity": f"{epochs:g} epochs, data.train_fraction 1",
-        **(tags or {}),
-    }
-    if parent_run_id:
-        run_tags["mlflow.parentRunId"] = parent_run_id
-    run = tracker.start_run(
-        experiment_name(study.study_name), f"{role}-trial-{trial.number}", run_tags, config
+    spec = RunSpec(
+        Role(role),
+        experiment_name(study.study_name),
+        f"{role}-trial-{trial.number}",
+        config,
+        tags={
+            STUDY_TAG: study.study_name,
+            TRIAL_TAG: str(trial.number),
+            PHASE_TAG: "refit",
+            FIDELITY_TAG: f"{epochs:g} epochs, data.train_fraction 1",
+            **(tags or {}),
+        },
+        parent_run_id=parent_run_id,
+        log_model=log_model,
+        callbacks=tuple(callbacks or ()),
     )
-    splits = make_splits(config, data)
-    run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
-    with run.ends_on_error():
-        result = train(config, data, [run, *(callbacks or [])])
-        run.log_result(result)
-        if result.status == "diverged":
-            run.end(RunOutcome.FAILED, result.message)
+    with tracked_run(tracker, spec) as tracked:
+        tracked.log_dataset(data)
+        result = tracked.train(data)
+        if not tracked.record(result, data):
             return None
-        model_id = run.log_model(result, data.mean, data.std) if log_model else None
-        run.log_metrics({"search_value": primary_value(trial)}, step=len(result.history))
-    run.end(RunOutcome.COMPLETE)
+        tracked.run.log_metrics({"search_value": primary_value(trial)}, step=len(result.history))
     refit = RefitResult(
         trial=trial.number,
-        run_id=run.run_id,
-        model_id=model_id,
+        run_id=tracked.run_id,
+        model_id=tracked.model_id,
         epochs=float(epochs),
         val_acc=result.val.metrics["acc"] if result.val else None,
         test_acc=result.test.metrics["acc"] if result.test else None,
@@ -147,7 +155,7 @@ def refit_best(
     data: CifarData,
     epochs: float,
     *,
-    tracker: Tracker | NullTracker,
+    tracker: RunTracker,
     parent_run_id: str | None,
     callbacks: list | None = None,
     trial: optuna.trial.FrozenTrial | None = None,

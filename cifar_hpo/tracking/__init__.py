@@ -14,10 +14,13 @@ artifacts in ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` or an explicit URI says
 Modules: :mod:`.schema` (names, tags, roles, records), :mod:`.client` (URI, health checks,
 the client), :mod:`.runs` (:class:`Tracker`), :mod:`.trial_run` (:class:`TrialRun`),
 :mod:`.null` (trackers that record nothing), :mod:`.models` (LoggedModels, registry, weights),
-:mod:`.train` (``cifar-hpo train``). Import from this package; the modules are its layout.
+:mod:`.lifecycle` (:func:`tracked_run`: one start -> fill -> end for every kind of run),
+:mod:`.base` (the :class:`RunTracker` protocol), :mod:`.train` (``cifar-hpo train``).
+Import from this package; the modules are its layout.
 """
 
 from cifar_hpo.record import PARENT_RUN_ATTR
+from cifar_hpo.tracking.base import RunTracker
 from cifar_hpo.tracking.client import (
     ENV_DEFAULTS,
     SERVER_CHECK_TIMEOUT_S,
@@ -29,6 +32,14 @@ from cifar_hpo.tracking.client import (
     make_client,
     mlflow_version,
     tracking_failure,
+)
+from cifar_hpo.tracking.lifecycle import (
+    RunSpec,
+    TrackedRun,
+    failure_reason,
+    open_run,
+    tracked_run,
+    trial_spec,
 )
 from cifar_hpo.tracking.null import NullRun, NullTracker
 from cifar_hpo.tracking.runs import Tracker, resolved_params
@@ -93,6 +104,9 @@ __all__ = [
     "Role",
     "RunOutcome",
     "RunRecord",
+    "RunSpec",
+    "RunTracker",
+    "TrackedRun",
     "Tracker",
     "TrackingStoreError",
     "TrialRun",
@@ -100,11 +114,15 @@ __all__ = [
     "check_tracking_server",
     "default_tracking_uri",
     "experiment_name",
+    "failure_reason",
+    "open_run",
     "is_tracking_error",
     "make_client",
     "mlflow_version",
     "registered_model_name",
     "resolved_params",
+    "tracked_run",
     "tracked_train",
     "tracking_failure",
+    "trial_spec",
 ]

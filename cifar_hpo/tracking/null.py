@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cifar_hpo.engine import Result, TrainState
@@ -61,11 +62,27 @@ class NullTracker:
     tracking_uri = None
     system_metrics = False
 
-    def start_trial(self, *args, **kwargs) -> TrialRun:
+    def start_trial(
+        self,
+        study_name: str,
+        parent_run_id: str | None,
+        trial_number: int,
+        config,
+        macs: int | None = None,
+    ) -> TrialRun:
         """A :class:`NullRun`."""
         return NullRun()
 
-    def start_run(self, *args, **kwargs) -> TrialRun:
+    def start_run(
+        self,
+        experiment: str,
+        run_name: str,
+        tags: dict[str, str],
+        config=None,
+        *,
+        macs: int | None = None,
+        system_metrics: bool | None = None,
+    ) -> TrialRun:
         """A :class:`NullRun`."""
         return NullRun()
 
@@ -77,7 +94,13 @@ class NullTracker:
         """No parent run: an empty id."""
         return ""
 
-    def finish_run(self, *args, **kwargs) -> None:
+    def finish_run(
+        self,
+        run_id: str,
+        status: str = "FINISHED",
+        metrics: dict[str, float] | None = None,
+        files: str | Path | None = None,
+    ) -> None:
         """Nothing to finish."""
 
     def run_status(self, run_id: str) -> str:

@@ -30,13 +30,12 @@ from cifar_hpo.tracking.client import (
     default_tracking_uri,
     make_client,
 )
+from cifar_hpo.tracking.lifecycle import open_run, trial_spec
 from cifar_hpo.tracking.schema import (
     CHAMPION_ALIAS,
     EXPERIMENT_TAGS,
     MLFLOW_UI_ADDRESS,
     MLFLOW_VIEW,
-    OPTUNA_STATE_TAG,
-    PARENT_RUN_TAG,
     ROLE_TAG,
     STUDY_TAG,
     TRIAL_TAG,
@@ -220,20 +219,10 @@ class Tracker:
         config,
         macs: int | None = None,
     ) -> TrialRun:
-        """A nested run ``trial-<n>`` under the study's parent run, params logged."""
-        tags = {
-            STUDY_TAG: study_name,
-            TRIAL_TAG: str(trial_number),
-            ROLE_TAG: Role.TRIAL.value,
-            OPTUNA_STATE_TAG: "RUNNING",
-        }
-        if parent_run_id:
-            tags[PARENT_RUN_TAG] = parent_run_id
-        run = self.start_run(
-            experiment_name(study_name), f"trial-{trial_number}", tags, config, macs=macs
-        )
-        run.is_trial = True
-        return run
+        """A nested run ``trial-<n>`` under the study's parent run, params logged
+        (:func:`~cifar_hpo.tracking.lifecycle.trial_spec`); the caller ends it."""
+        spec = trial_spec(study_name, parent_run_id, trial_number, config, macs=macs)
+        return open_run(self, spec)[0]
 
     def start_run(
         self,

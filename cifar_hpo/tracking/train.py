@@ -7,20 +7,13 @@ from typing import Any
 
 from cifar_hpo.callbacks import Callback
 from cifar_hpo.engine import Result
-from cifar_hpo.tracking.null import NullTracker
-from cifar_hpo.tracking.runs import Tracker
-from cifar_hpo.tracking.schema import (
-    ROLE_TAG,
-    RUN_FOLDER_TAG,
-    RUN_ID_FILE,
-    TRAIN_EXPERIMENT,
-    Role,
-    RunOutcome,
-)
+from cifar_hpo.tracking.base import RunTracker
+from cifar_hpo.tracking.lifecycle import RunSpec, tracked_run
+from cifar_hpo.tracking.schema import RUN_FOLDER_TAG, RUN_ID_FILE, TRAIN_EXPERIMENT, Role
 
 
 def tracked_train(
-    tracker: Tracker | NullTracker,
+    tracker: RunTracker,
     config,
     data,
     callbacks: list[Callback],
@@ -32,32 +25,32 @@ def tracked_train(
     """``cifar-hpo train`` as an MLflow run in experiment ``train``, laid out like a trial run
     (params, per-epoch metrics, dataset input, artifacts, LoggedModel), named after its run
     folder; a resumed run folder continues its own MLflow run. A crash or Ctrl-C ends the run
-    FAILED/KILLED with its reason, never RUNNING.
+    FAILED/KILLED with its reason, a diverged run FAILED, never RUNNING.
 
     Returns:
-        (the training :class:`Result`, the MLflow run id or None with a :class:`NullTracker`).
+        (the training :class:`Result`, the MLflow run id or None with a
+        :class:`~cifar_hpo.tracking.NullTracker`).
     """
-    from cifar_hpo.engine import make_splits, train
-
     folder = Path(run_folder)
     id_file = folder / RUN_ID_FILE
-    run = None
-    if resume is not None and id_file.is_file() and isinstance(tracker, Tracker):
-        run = tracker.reopen_run(id_file.read_text().strip(), macs=macs)
-    if run is None:
-        tags = {ROLE_TAG: Role.TRAIN.value, RUN_FOLDER_TAG: str(folder)}
-        run = tracker.start_run(TRAIN_EXPERIMENT, folder.name, tags, config, macs=macs)
-        splits = make_splits(config, data)
-        run.log_dataset(data, len(splits.train_idx), len(splits.val_idx))
-        if run.run_id:
-            folder.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(run.run_id + "\n")
-    with run.ends_on_error():
-        result = train(config, data, [*callbacks, run], resume=resume)
-        run.log_result(result)
-        if result.status == "diverged":
-            run.end(RunOutcome.FAILED, result.message)
-        else:
-            run.log_model(result, data.mean, data.std)
-            run.end(RunOutcome.COMPLETE)
-    return result, run.run_id
+    reopen = id_file.read_text().strip() if resume is not None and id_file.is_file() else None
+    spec = RunSpec(
+        Role.TRAIN,
+        TRAIN_EXPERIMENT,
+        folder.name,
+        config,
+        tags={RUN_FOLDER_TAG: str(folder)},
+        log_model=True,
+        before=tuple(callbacks),
+        macs=macs,
+        reopen=reopen,
+    )
+    with tracked_run(tracker, spec) as tracked:
+        if not tracked.reopened:
+            tracked.log_dataset(data)
+            if tracked.run_id:
+                folder.mkdir(parents=True, exist_ok=True)
+                id_file.write_text(tracked.run_id + "\n")
+        result = tracked.train(data, resume=resume)
+        tracked.record(result, data)
+    return result, tracked.run_id
