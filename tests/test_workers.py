@@ -344,7 +344,13 @@ def test_tracking_server_dying_mid_study_stops_it_cleanly(project, tmp_path, mlf
         url = server.__enter__()
     except Unavailable as err:
         pytest.skip(f"no mlflow server: {err}")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=url)
+    # MLflow's retries (cifar-hpo's 2) without its seconds of backoff between them
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=url,
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0",
+        MLFLOW_HTTP_REQUEST_BACKOFF_JITTER="0",
+    )
     cmd = [str(EXE), "sweep", "--study", name, "--storage", storage, "--no-progress"]
     cmd += ["--trials", "3", "--set", "epochs=300"]
     proc = subprocess.Popen(
