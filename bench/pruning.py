@@ -2,7 +2,10 @@
 
 What is compared: ``sweeps/<study>.yaml`` run twice as an in-memory Optuna study with the same
 sampler and seed, the same enqueued configs and the same number of trials; once with the spec's
-pruner (``successive_halving`` for ``baseline``) and once with none. Every trial trains with the
+pruner (``successive_halving`` for ``baseline``) and once with none. Both studies run at
+``budget.fidelity: mid-schedule``, where the pruner compares trials inside their schedules (a study
+at ``fidelity: complete``, as ``baseline`` is, never prunes mid-schedule: its search cost is
+measured by ``bench/fidelity.py``). Every trial trains with the
 shared core (:func:`cifar_hpo.engine.train`, seeded, so the same config gives the same curve in
 both studies) and reports its validation metric each epoch through
 :class:`cifar_hpo.sweep.objective.PruningCallback`. No MLflow tracking and no test-set evaluation:
@@ -17,10 +20,11 @@ compute it needed to first come within ``--tolerance`` (0.5 points) of the unpru
 Target (issue 4): the pruned study reaches the unpruned best within 0.5 points using at most
 35 % of the unpruned study's compute (images).
 
-Budget: by default the ``baseline`` spec at its 5 epochs but on 10 % of the training split
-(``--train-fraction 0.1``: 4,500 images per epoch, the full 5,000-image validation hold-out),
-24 trials per study: about 14 minutes for both studies on a 2-core CPU with the real CIFAR-10
-(~25 s per unpruned trial). ``--epochs``, ``--train-fraction`` and ``--trials`` scale it.
+Budget: by default the ``baseline`` spec at its search epochs (2) but on 10 % of the training
+split (``--train-fraction 0.1``: 4,500 images per epoch, the full 5,000-image validation hold-out),
+24 trials per study. Successive halving's first rung is epoch 1, so at 2 epochs a pruned trial
+saves at most half its compute; ``--epochs 4`` gives it rungs at 1 and 3. ``--epochs``,
+``--train-fraction`` and ``--trials`` scale it.
 
 Run::
 
@@ -201,7 +205,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     console = Console()
     spec = load_spec(args.study, args.sweeps_dir)
-    budget = {"budget": spec.budget.model_copy(update={"train_fraction": args.train_fraction})}
+    study_fidelity = spec.budget.fidelity
+    # the pruner acts only where trials are compared inside their schedules
+    budget = {
+        "budget": spec.budget.model_copy(
+            update={"train_fraction": args.train_fraction, "fidelity": "mid-schedule"}
+        )
+    }
     if args.epochs is not None:
         budget["budget"] = budget["budget"].model_copy(update={"epochs": args.epochs})
     spec = spec.model_copy(update=budget)
@@ -235,6 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sampler": spec.sampler.name,
         "sampler_seed": args.seed if args.seed is not None else spec.sampler.seed,
         "pruner": spec.pruner.model_dump(),
+        "study_fidelity": study_fidelity,
         "metric": spec.primary.metric,
         "enqueued": 0 if args.no_enqueue else len(spec.enqueue),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -282,7 +293,9 @@ def render_block(s: dict[str, Any], stamp_text: str) -> str:
     lines = [
         f"`{s['study']}` space, {s['trials']} trials per study, {s['epochs']} epochs on "
         f"{100 * s['train_fraction']:g} % of the training split, sampler {s['sampler']} "
-        f"(seed {s['sampler_seed']}), {s['enqueued']} enqueued configs:",
+        f"(seed {s['sampler_seed']}), {s['enqueued']} enqueued configs; both at fidelity "
+        "`mid-schedule` (the pruner compares trials inside their schedules; the study's own "
+        f"fidelity is `{s.get('study_fidelity', 'mid-schedule')}`):",
         "",
         f"| | no pruning | {s['pruner']['name']} |",
         "|---|---:|---:|",

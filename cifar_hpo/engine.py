@@ -38,7 +38,7 @@ from cifar_hpo.device import (
 from cifar_hpo.errors import ConfigError
 from cifar_hpo.lookahead import Lookahead
 from cifar_hpo.metrics import EvalReport, compute_metrics, predict_logits
-from cifar_hpo.models import create_model
+from cifar_hpo.models import count_parameters, create_model
 from cifar_hpo.models.hooks import DataDependentInit, EpochAware
 from cifar_hpo.optim import LRSchedule, build_optimizer, total_steps
 from cifar_hpo.run_state import (  # noqa: F401 (re-exported: the engine's public types)
@@ -128,7 +128,7 @@ def build_components(config: TrainConfig, data: CifarData) -> Components:
     model = create_model(config.model.name, data.num_classes, **config.model.hparams)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
-    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    num_params = count_parameters(model)
     train_images = torch.from_numpy(data.train_images[splits.train_idx])
     n = train_images.shape[0]
     batch_size = min(config.batch_size, n)

@@ -3,7 +3,6 @@ stores whose tables exist already."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mlflow_tables import copy_mlflow_tables, make_mlflow_tables  # noqa: E402
 from synthetic import make_cifar_data  # noqa: E402
 
 from cifar_hpo.data import cache_path, save_cache  # noqa: E402
@@ -35,8 +35,6 @@ def mlflow_tables(tmp_path_factory) -> Path | None:
     experiment: MLflow adds ``Default`` on first use with the artifact root of that moment, as in
     a new store.
     """
-    from mlflow_tables import make_mlflow_tables
-
     return make_mlflow_tables(tmp_path_factory.mktemp("mlflow-tables") / "mlflow.db")
 
 
@@ -50,12 +48,6 @@ def _mlflow_store_in_tmp(request, tmp_path, monkeypatch):
     if "mlflow" in sys.modules:  # a session that never imports MLflow need not pay for it
         copy_mlflow_tables(request.getfixturevalue("mlflow_tables"), store)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
-
-
-def copy_mlflow_tables(tables: Path | None, store: Path) -> None:
-    """Copy the :func:`mlflow_tables` file to ``store`` (nothing when there is none)."""
-    if tables is not None and not store.exists():
-        shutil.copyfile(tables, store)
 
 
 @pytest.fixture(scope="session")

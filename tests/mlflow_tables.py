@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 
@@ -30,3 +31,10 @@ def make_mlflow_tables(path: Path) -> Path | None:
         path.unlink(missing_ok=True)
         return None
     return path
+
+
+def copy_mlflow_tables(tables: Path | None, store: Path) -> None:
+    """Copy a :func:`make_mlflow_tables` file to ``store`` (nothing when there is none, or
+    when ``store`` exists)."""
+    if tables is not None and not store.exists():
+        shutil.copyfile(tables, store)

@@ -1,6 +1,8 @@
-"""The package's import graph: no cycles anywhere, and imports only run one way
+"""The package's shape: no import cycles, imports that run one way
 (cli -> sweep -> tracking -> core -> models/data/config), counting every import statement,
-function-local and type-checking ones included (read from the source, not from a run)."""
+function-local and type-checking ones included (read from the source, not from a run); every
+user attribute key in the study record; no function over 100 lines, no module over 500; every
+MLflow call inside ``cifar_hpo.tracking``, bench scripts included."""
 
 from __future__ import annotations
 
@@ -163,3 +165,86 @@ def test_every_user_attribute_key_is_defined_in_the_study_record():
     assert not literal, literal  # use the constants of cifar_hpo.record
     assert not defined_elsewhere, defined_elsewhere
     assert len(keys) == len([k for k in vars(record) if k.endswith("_ATTR")])  # all distinct
+
+
+# ----------------------------------------------------------------------------- sizes
+MAX_FUNCTION_LINES = 100
+MAX_MODULE_LINES = 500
+
+
+def _long_functions(tree: ast.AST, limit: int) -> list[tuple[str, int]]:
+    """(name, lines) of every function or method, nested ones included, longer than ``limit``
+    lines from its ``def`` (decorators excluded) to its last line."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > limit:
+                found.append((node.name, lines))
+    return found
+
+
+def test_function_length_reader_counts_nested_definitions():
+    tree = ast.parse("def m():\n    def f():\n        return 1\n    x = 2\n    return x\n")
+    assert _long_functions(tree, 4) == [("m", 5)]
+    assert sorted(_long_functions(tree, 1)) == [("f", 2), ("m", 5)]
+
+
+def test_no_function_in_cifar_hpo_over_the_length_limit():
+    long = [
+        f"{name}.{func} ({lines} lines)"
+        for name, path in module_names().items()
+        for func, lines in _long_functions(ast.parse(path.read_text()), MAX_FUNCTION_LINES)
+    ]
+    assert not long, long
+
+
+def test_no_module_in_cifar_hpo_over_the_length_limit():
+    long = {
+        name: n
+        for name, path in module_names().items()
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, long
+
+
+# ----------------------------------------------------------------------------- MLflow boundary
+BENCH = PACKAGE.parent / "bench"
+
+
+def _mlflow_uses(tree: ast.AST) -> list[int]:
+    """Lines that import MLflow or name ``mlflow`` / ``MlflowClient`` (strings do not count)."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            if any(a.name == "mlflow" or a.name.startswith("mlflow.") for a in node.names):
+                lines.add(node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.module and (node.module == "mlflow" or node.module.startswith("mlflow.")):
+                lines.add(node.lineno)
+        elif isinstance(node, ast.Name) and node.id in {"mlflow", "MlflowClient"}:
+            lines.add(node.lineno)
+    return sorted(lines)
+
+
+def test_mlflow_reader_finds_imports_and_names_but_not_strings():
+    tree = ast.parse(
+        "import mlflow.pytorch\nfrom mlflow import MlflowClient\nMlflowClient()\n"
+        "mlflow.log_metric('a', 1)\nx = 'mlflow.log_metric'\nimport mlflowish\n"
+    )
+    assert _mlflow_uses(tree) == [1, 2, 3, 4]
+
+
+def test_every_mlflow_call_lives_in_the_tracking_package():
+    outside = [
+        f"{name}:{line}"
+        for name, path in module_names().items()
+        if not (name == "cifar_hpo.tracking" or name.startswith("cifar_hpo.tracking."))
+        for line in _mlflow_uses(ast.parse(path.read_text()))
+    ]
+    outside += [
+        f"bench/{path.name}:{line}"
+        for path in sorted(BENCH.glob("*.py"))
+        for line in _mlflow_uses(ast.parse(path.read_text()))
+    ]
+    assert not outside, outside

@@ -19,6 +19,7 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from mlflow_tables import copy_mlflow_tables
 from typer.testing import CliRunner
 
 from cifar_hpo.cli import app
@@ -111,9 +112,10 @@ Closing text.
 
 
 @pytest.fixture
-def project(tmp_path, data_dir, monkeypatch):
+def project(tmp_path, data_dir, monkeypatch, mlflow_tables):
     """A project folder: recipes file, README copy with markers, default MLflow/Optuna stores;
     CIFAR-100 is absent and its download fails at once (as offline)."""
+    copy_mlflow_tables(mlflow_tables, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("CIFAR_HPO_COMMAND", "make reproduce-readme-table")

@@ -21,10 +21,7 @@ metrics 0, ``val_loss`` ln(classes), training seconds and FLOPs 0, ``time_to_acc
 (it never gets there), latency measured on the untrained network (it depends only on the
 architecture).
 
-``time_to_acc@X``: the training seconds (``epoch_seconds`` summed, validation included) until
-the validation accuracy first reaches X; a trial that never reaches it reports twice its total
-training seconds (as if it would need as long again; it ranks behind any trial that reached X in
-the time it spent), and an untrained one infinity.
+How each measure is computed: :mod:`cifar_hpo.sweep.measures`.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ from cifar_hpo.data import CifarData
 from cifar_hpo.engine import Result, TrainState, train
 from cifar_hpo.errors import CheckpointError, TrialFailed, first_line
 from cifar_hpo.latency import measure_latency_ms
-from cifar_hpo.models import count_macs, create_model
+from cifar_hpo.models import create_model
 from cifar_hpo.record import (  # noqa: F401 (re-exported)
     EPOCHS_RUN_ATTR,
     FIDELITY_ATTR,
@@ -61,6 +58,12 @@ from cifar_hpo.record import (  # noqa: F401 (re-exported)
     TRAIN_SPEED_ATTR,
 )
 from cifar_hpo.sweep.fidelity import COMPLETE
+from cifar_hpo.sweep.measures import (
+    ModelSizes,
+    time_to_accuracy,
+    trained_measures,
+    untrained_measures,
+)
 from cifar_hpo.sweep.ranking import MEASURES_ATTR, rank_key, ranked_trials, rule_holds
 from cifar_hpo.sweep.spec import (
     CONFIG_MEASURES,
@@ -88,47 +91,6 @@ from cifar_hpo.tracking import (
     tracking_failure,
     trial_spec,
 )
-
-#: objective metric name -> key of :class:`~cifar_hpo.metrics.EvalReport` metrics
-METRIC_KEYS = {"val_acc": "acc", "val_loss": "loss", "val_f1_macro": "f1_macro", "val_top5": "top5"}
-
-
-def time_to_accuracy(history: list[dict[str, Any]], target: float) -> float:
-    """Training seconds (``epoch_seconds`` summed, validation included) until ``val_acc``
-    first reaches ``target`` (a fraction); twice the total when it never does, infinity for
-    an empty history (see the module docstring for the rule)."""
-    elapsed = 0.0
-    for record in history:
-        elapsed += float(record.get("epoch_seconds") or 0.0)
-        acc = record.get("val_acc")
-        if acc is not None and acc >= target:
-            return elapsed
-    return 2.0 * elapsed if history else math.inf
-
-
-def untrained_measures(num_classes: int) -> dict[str, float]:
-    """The measures of a trial that trained nothing (see the module docstring)."""
-    return {
-        "val_acc": 0.0,
-        "val_f1_macro": 0.0,
-        "val_top5": 0.0,
-        "val_loss": math.log(num_classes),
-        "train_seconds": 0.0,
-        "train_flops": 0.0,
-    }
-
-
-def trained_measures(result: Result, macs: int) -> dict[str, float]:
-    """Validation metrics, training seconds and training FLOPs (MACs x 2 x 3 per training
-    image) of a finished run."""
-    values = {
-        name: float(result.val.metrics[key])
-        for name, key in METRIC_KEYS.items()
-        if result.val is not None
-    }
-    values["train_seconds"] = float(sum(r.get("epoch_seconds") or 0.0 for r in result.history))
-    values["train_flops"] = float(result.images_seen) * macs * 6
-    return values
 
 
 class PruningCallback(Callback):
@@ -182,22 +144,6 @@ class ComputeMeter(Callback):
     def images_per_sec(self) -> float | None:
         """Median training images/s over the epochs run (None before the first)."""
         return statistics.median(self.speeds) if self.speeds else None
-
-
-class ModelSizes:
-    """(parameters, forward MACs per image) per model config, computed once each
-    (:func:`cifar_hpo.models.count_macs`)."""
-
-    def __init__(self) -> None:
-        self._sizes: dict[str, tuple[int, int]] = {}
-
-    def __call__(self, config: TrainConfig, num_classes: int) -> tuple[int, int]:
-        key = json.dumps([config.model.name, config.model.hparams, num_classes], sort_keys=True)
-        if key not in self._sizes:
-            model = create_model(config.model.name, num_classes, **config.model.hparams)
-            params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            self._sizes[key] = (params, count_macs(model))
-        return self._sizes[key]
 
 
 class Objective:
