@@ -17,7 +17,7 @@ image) and wall seconds beside it. Reported per study: trials by state, total co
 validation value and the compute spent until it was first reached; and for the pruned study, the
 compute it needed to first come within ``--tolerance`` (0.5 points) of the unpruned study's best.
 
-Target (issue 4): the pruned study reaches the unpruned best within 0.5 points using at most
+Target: the pruned study reaches the unpruned best within 0.5 points using at most
 35 % of the unpruned study's compute (images).
 
 Budget: by default the ``baseline`` spec at its search epochs (2) but on 10 % of the training
@@ -28,7 +28,7 @@ saves at most half its compute; ``--epochs 4`` gives it rungs at 1 and 3. ``--ep
 
 Run::
 
-    .venv/bin/python bench/pruning.py --no-enqueue                     # ~14 min on 2 cores
+    .venv/bin/python bench/pruning.py --no-enqueue --epochs 4  # 60 min on a 2-core AVX512-BF16 EPYC
     .venv/bin/python bench/pruning.py --trials 40 --train-fraction 0.2 --json bench/results/p.json
     .venv/bin/python bench/pruning.py --study quick --trials 6          # smoke run
 """
@@ -55,6 +55,7 @@ from cifar_hpo.data import load_dataset
 from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.provenance import stamp
 from cifar_hpo.reports import number, rewrite_readme
+from cifar_hpo.sweep.fidelity import MID_SCHEDULE
 from cifar_hpo.sweep.objective import Objective
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner, build_sampler, load_spec
 from cifar_hpo.tracking import NullTracker
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # the pruner acts only where trials are compared inside their schedules
     budget = {
         "budget": spec.budget.model_copy(
-            update={"train_fraction": args.train_fraction, "fidelity": "mid-schedule"}
+            update={"train_fraction": args.train_fraction, "fidelity": MID_SCHEDULE}
         )
     }
     if args.epochs is not None:
@@ -294,8 +295,8 @@ def render_block(s: dict[str, Any], stamp_text: str) -> str:
         f"`{s['study']}` space, {s['trials']} trials per study, {s['epochs']} epochs on "
         f"{100 * s['train_fraction']:g} % of the training split, sampler {s['sampler']} "
         f"(seed {s['sampler_seed']}), {s['enqueued']} enqueued configs; both at fidelity "
-        "`mid-schedule` (the pruner compares trials inside their schedules; the study's own "
-        f"fidelity is `{s.get('study_fidelity', 'mid-schedule')}`):",
+        f"`{MID_SCHEDULE}` (the pruner compares trials inside their schedules; the study's own "
+        f"fidelity is `{s['study_fidelity']}`):",
         "",
         f"| | no pruning | {s['pruner']['name']} |",
         "|---|---:|---:|",
