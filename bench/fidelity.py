@@ -8,7 +8,12 @@ one seed) and scored at every decision point of two mechanisms
 
 * ``mid-schedule`` (successive halving as Optuna prunes): validation accuracy at the rung epochs
   *inside* the full-length schedule (free: read off the full run's history);
-* ``complete``: a separate, complete schedule of that many epochs (decay included).
+* ``complete``: a separate, complete schedule of that many epochs (decay included);
+* ``data-subset`` (``--subsets EPOCHS@SHARE``): a complete schedule of ``EPOCHS`` epochs on
+  ``SHARE`` of the panel's training images, so that a schedule as long in epochs as the full
+  one (plateau patience, warm-up and every decay counted in epochs) costs a share of it. A study
+  searches this way with ``budget.fidelity: complete``, ``budget.epochs: EPOCHS`` and a smaller
+  ``budget.train_fraction``.
 
 Prints, per decision point, Spearman's rho against the full-fidelity validation accuracy, the
 top-1 regret (full-fidelity points lost by keeping the low-fidelity winner) and the compute
@@ -17,6 +22,7 @@ the README block ``RESULTS:fidelity-<study>``. Targets (issue 20): rho >= 0.8 an
 <= 0.3 points at the first decision point of the mechanism kept::
 
     .venv/bin/python bench/fidelity.py --study seed000 --readme docs/results.md  # ~20 min, 2 cores
+    .venv/bin/python bench/fidelity.py --study seed000 --subsets 12@0.25 6@0.5
     .venv/bin/python bench/fidelity.py --study baseline --full-epochs 8 --train-fraction 0.2
 """
 
@@ -52,6 +58,29 @@ SEED000_EXTRA = [
 ]  # fmt: skip
 TARGET_RHO = 0.8
 TARGET_REGRET = 0.3
+DATA_SUBSET = "data-subset"
+
+
+def parse_subset(text: str) -> tuple[float, float]:
+    """``"12@0.25"`` -> (12 epochs, 0.25 of the panel's training images).
+
+    Raises:
+        argparse.ArgumentTypeError: not ``EPOCHS@SHARE`` with EPOCHS > 0 and 0 < SHARE <= 1.
+    """
+    try:
+        epochs, share = (float(x) for x in text.split("@"))
+    except ValueError:
+        epochs = share = float("nan")
+    if not (epochs > 0 and 0 < share <= 1):
+        raise argparse.ArgumentTypeError(
+            f"subset {text!r}: expected EPOCHS@SHARE, e.g. 12@0.25 (epochs > 0, 0 < share <= 1)"
+        )
+    return (int(epochs) if epochs.is_integer() else epochs), share
+
+
+def subset_label(subset: tuple[float, float]) -> str:
+    """``(12, 0.25)`` -> ``"12@0.25"``, the key of a data-subset score in a row."""
+    return f"{subset[0]:g}@{subset[1]:g}"
 
 
 def score_panel(args, spec, configs, data) -> list[dict[str, Any]]:
@@ -61,7 +90,12 @@ def score_panel(args, spec, configs, data) -> list[dict[str, Any]]:
               **parse_overrides(args.set)}  # fmt: skip
     rows = []
     for i, params in enumerate(configs):
-        row: dict[str, Any] = {"params": params, "complete": {}}
+        row: dict[str, Any] = {
+            "params": params,
+            "complete": {},
+            DATA_SUBSET: {},
+            "subset_images": {},
+        }
         full_cfg = with_overrides(base, {**params, **common, "epochs": args.full_epochs})
         t0 = time.perf_counter()
         full = train(full_cfg, data, evaluate_test=False)
@@ -73,12 +107,20 @@ def score_panel(args, spec, configs, data) -> list[dict[str, Any]]:
             cfg = with_overrides(base, {**params, **common, "epochs": d})
             short = train(cfg, data, evaluate_test=False)
             row["complete"][d] = short.history[-1].get("val_acc", float("nan"))
+        for epochs, share in args.subsets:
+            fraction = {"data.train_fraction": args.train_fraction * share, "epochs": epochs}
+            cfg = with_overrides(base, {**params, **common, **fraction})
+            small = train(cfg, data, evaluate_test=False)
+            label = subset_label((epochs, share))
+            row[DATA_SUBSET][label] = small.history[-1].get("val_acc", float("nan"))
+            row["subset_images"][label] = small.images_seen
         row["seconds"] = time.perf_counter() - t0
         print(
             f"config {i}: full {pct(row['full'])}, mid "
             + ", ".join(f"@{d} {100 * v:.2f}" for d, v in row["mid"].items())
             + ", complete "
             + ", ".join(f"{d} ep {100 * v:.2f}" for d, v in row["complete"].items())
+            + "".join(f", subset {k} {100 * v:.2f}" for k, v in row[DATA_SUBSET].items())
             + f" ({row['seconds']:.0f} s) {json.dumps(params)}",
             flush=True,
         )
@@ -86,19 +128,29 @@ def score_panel(args, spec, configs, data) -> list[dict[str, Any]]:
     return rows
 
 
-def agreement_table(rows, rungs, complete_epochs, full_epochs) -> list[dict[str, Any]]:
-    """One line per (mechanism, decision point): rho, regret, compute share."""
+def agreement_table(rows, rungs, complete_epochs, full_epochs, subsets=()) -> list[dict]:
+    """One line per (mechanism, decision point): rho, regret, compute share (training images
+    of the decision over those of the full run)."""
     full = [r["full"] for r in rows]
+    points = [(MID_SCHEDULE, "mid", d, d, 1.0) for d in rungs]
+    points += [(COMPLETE, "complete", d, d, 1.0) for d in complete_epochs]
+    points += [(DATA_SUBSET, DATA_SUBSET, subset_label(s), s[0], s[1]) for s in subsets]
     out = []
-    for mechanism, points, key in (
-        (MID_SCHEDULE, rungs, "mid"),
-        (COMPLETE, complete_epochs, "complete"),
-    ):
-        for d in points:
-            a = rank_agreement([r[key][d] for r in rows], full)
-            out.append({"mechanism": mechanism, "epochs": d, "rho": a.rho, "regret": a.regret,
-                        "kept": a.kept, "best": a.best, "share": d / full_epochs})  # fmt: skip
+    for mechanism, key, point, epochs, images in points:
+        a = rank_agreement([r[key][point] for r in rows], full)
+        out.append({"mechanism": mechanism, "epochs": epochs, "images": images,
+                    "rho": a.rho, "regret": a.regret, "kept": a.kept, "best": a.best,
+                    "share": epochs * images / full_epochs})  # fmt: skip
     return out
+
+
+def decision_text(t: dict[str, Any]) -> str:
+    """Where a mechanism decides, as the block's table says it."""
+    if t["mechanism"] == MID_SCHEDULE:
+        return f"epoch {t['epochs']:g}"
+    if t["mechanism"] == COMPLETE:
+        return f"complete schedule of {t['epochs']:g}"
+    return f"complete schedule of {t['epochs']:g} on {100 * t['images']:g} % of the images"
 
 
 def render(args, rows, table, stamp_text, command) -> str:
@@ -113,16 +165,18 @@ def render(args, rows, table, stamp_text, command) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for t in table:
-        where = "epoch" if t["mechanism"] == MID_SCHEDULE else "complete schedule of"
         lines.append(
-            f"| {t['mechanism']} | {where} {t['epochs']:g} | {100 * t['share']:.0f} % | "
+            f"| {t['mechanism']} | {decision_text(t)} | {100 * t['share']:.0f} % | "
             f"{t['rho']:.2f} | {t['regret']:.2f} |"
         )
-    lines += ["", "| config | full | " + " | ".join(
-        [f"@{d}" for d in args.rungs] + [f"complete {d}" for d in args.complete_epochs]
-    ) + " |", "|---|---:|" + "---:|" * (len(args.rungs) + len(args.complete_epochs))]  # fmt: skip
+    labels = [subset_label(s) for s in args.subsets]
+    heads = [f"@{d}" for d in args.rungs] + [f"complete {d}" for d in args.complete_epochs]
+    heads += [f"subset {k}" for k in labels]
+    lines += ["", "| config | full | " + " | ".join(heads) + " |",
+              "|---|---:|" + "---:|" * len(heads)]  # fmt: skip
     for i, r in enumerate(rows):
         cells = [r["mid"][d] for d in args.rungs] + [r["complete"][d] for d in args.complete_epochs]
+        cells += [r[DATA_SUBSET][k] for k in labels]
         lines.append(
             f"| {i}{' (recipe)' if i == 0 else ''} | {100 * r['full']:.2f} | "
             + " | ".join(f"{100 * v:.2f}" for v in cells)
@@ -135,6 +189,9 @@ def render(args, rows, table, stamp_text, command) -> str:
             next(t for t in table if t["mechanism"] == COMPLETE),
         ),
     }
+    subset = [t for t in table if t["mechanism"] == DATA_SUBSET]
+    if subset:
+        first[DATA_SUBSET] = subset[0]
     checks = [
         f"{m} at its first decision: rho {t['rho']:.2f} "
         f"({'met' if t['rho'] >= TARGET_RHO else 'NOT met'} >= {TARGET_RHO}), regret "
@@ -145,7 +202,11 @@ def render(args, rows, table, stamp_text, command) -> str:
     lines += [
         "",
         f"Targets (issue 20), at the first decision of each mechanism (complete: the schedule "
-        f"of {args.kept:g} epochs the study searches with): " + "; ".join(checks) + ".",
+        f"of {args.kept:g} epochs the study searches with"
+        + (f"; {DATA_SUBSET}: its first subset" if subset else "")
+        + "): "
+        + "; ".join(checks)
+        + ".",
         "",
         stamp_text,
     ]
@@ -175,6 +236,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="complete-schedule epochs the study searches with (default: its "
         "budget.epochs when its fidelity is complete, else the first)",
     )
+    parser.add_argument(
+        "--subsets",
+        type=parse_subset,
+        nargs="*",
+        default=[],
+        help="data-subset decisions, EPOCHS@SHARE: a complete schedule of EPOCHS epochs on "
+        "SHARE of the panel's training images (e.g. 12@0.25)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--set", action="append", default=[], help="config override (smoke runs)")
     parser.add_argument("--json", default=None)
@@ -195,7 +264,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = spec.base_config()
     data = load_dataset(base.data.dataset, base.data.data_dir or args.data_dir)
     rows = score_panel(args, spec, configs, data)
-    table = agreement_table(rows, args.rungs, args.complete_epochs, args.full_epochs)
+    table = agreement_table(rows, args.rungs, args.complete_epochs, args.full_epochs, args.subsets)
     device = resolve_device(base.device)
     command = "python bench/fidelity.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp_text = stamp(command.strip(), device, amp_enabled(device, base.amp), ROOT)

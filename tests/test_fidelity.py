@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import math
 from pathlib import Path
@@ -64,21 +65,41 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
     report = bench.main(
         ["--study", "tinyf", "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
          "--size", "3", "--full-epochs", "2", "--train-fraction", "1.0",
-         "--complete-epochs", "1", "--readme", str(readme)]
+         "--complete-epochs", "1", "--subsets", "2@0.5", "--readme", str(readme)]
     )  # fmt: skip
     rows, table = report["rows"], report["table"]
     assert len(rows) == 3 and rows[0]["params"] == {"optim.lr": 0.01}
     full = [r["full"] for r in rows]
+    scores = {
+        "mid-schedule": [r["mid"][1] for r in rows],
+        "complete": [r["complete"][1] for r in rows],
+        "data-subset": [r["data-subset"]["2@0.5"] for r in rows],
+    }
     for t in table:
-        key = "mid" if t["mechanism"] == "mid-schedule" else "complete"
-        expected = rank_agreement([r[key][t["epochs"]] for r in rows], full)
+        expected = rank_agreement(scores[t["mechanism"]], full)
         assert t["rho"] == pytest.approx(expected.rho, nan_ok=True)
         assert t["regret"] == pytest.approx(expected.regret)
-    assert [(t["mechanism"], t["epochs"]) for t in table] == [
-        ("mid-schedule", 1),
-        ("complete", 1),
+    assert [(t["mechanism"], t["epochs"], t["share"]) for t in table] == [
+        ("mid-schedule", 1, 0.5),
+        ("complete", 1, 0.5),
+        ("data-subset", 2, 0.5),  # 2 epochs on half the images: half the full run's images
     ]
-    assert table[0]["share"] == 0.5
+    for r in rows:  # 2 epochs on half the images: about half the full run's (whole batches)
+        assert 0.25 < r["subset_images"]["2@0.5"] / (2 * r["images_per_epoch"]) < 0.75
     text = readme.read_text()
     assert "<!-- RESULTS:fidelity-tinyf -->" in text and "| mid-schedule | epoch 1 | 50 % |" in text
+    assert "| data-subset | complete schedule of 2 on 50 % of the images | 50 % |" in text
+    assert "data-subset at its first decision: rho" in text
     assert "Command: `python bench/fidelity.py --study tinyf" in text
+
+
+def test_a_subset_is_epochs_at_a_share_of_the_images():
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("fidelity", root / "bench" / "fidelity.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_subset("12@0.25") == (12, 0.25)
+    assert bench.subset_label(bench.parse_subset("1.5@1")) == "1.5@1"
+    for bad in ("12", "12@0", "0@0.5", "x@y", "3@1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected EPOCHS@SHARE"):
+            bench.parse_subset(bad)
