@@ -1,14 +1,14 @@
-"""Per-seed table: each seed's recipe vs the same seed tuned by cifar-hpo, at the seed's own
-epoch budget, written into the README block ``RESULTS:per-seed``.
+"""Source-project table: each source project's recipe vs the same problem tuned by cifar-hpo,
+at the source project's own epoch budget, written into the README block ``RESULTS:per-seed``.
 
-Read from the Optuna storage (no training). For every per-seed study (``sweeps/seed000.yaml``
-...; the seed is the recipe of ``sweeps/recipes.yaml`` whose ``project`` is the study's name)
-the row gives the seed's own reported figure, the test accuracy of the seed's recipe refit by
-the study (``budget.refit_reference``: the enqueued recipe, trial 0, trained with the same
-epochs as the champion) and of the tuned champion's refit, their difference, the trials per
-state and the budget used. A study not in the storage gets a row saying so and the time its
-spec asks for. Stamped with commit, date, machine, precision and versions. Run it after the
-budgeted studies::
+Read from the Optuna storage (no training). For every per-source-project study
+(``sweeps/seed000.yaml`` ...; the source project is the recipe of ``sweeps/recipes.yaml`` whose
+``project`` is the study's name) the row gives the source project's own reported figure, the
+test accuracy of the source project's recipe refit by the study (``budget.refit_reference``: the
+enqueued recipe, trial 0, trained with the same epochs as the champion) and of the tuned
+champion's refit, their difference, the trials per state and the budget used. A study not in
+the storage gets a row saying so and the time its spec asks for. Stamped with commit, date,
+machine, precision and versions. Run it after the budgeted studies::
 
     cifar-hpo sweep --study seed000          # 30 minutes on a 2-core CPU
     .venv/bin/python bench/per_seed.py --readme README.md
@@ -53,8 +53,8 @@ COLUMNS = (
 
 def seed_row(name: str, storage: str | None, sweeps_dir: Path) -> dict[str, Any]:
     """One study's row: the recipe's and the champion's refit test accuracies (fractions),
-    the seed's reported text, trial counts and minutes; ``ran`` False when the storage has no
-    such study.
+    the source project's reported text, trial counts and minutes; ``ran`` False when the
+    storage has no such study.
 
     Raises:
         SweepSpecError: ``sweeps_dir`` has no valid ``<name>.yaml``.
@@ -156,7 +156,9 @@ def render(rows: list[dict[str, Any]], command: str, stamp_text: str) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--study", action="append", help="per-seed study (default: seed000..003)")
+    p.add_argument(
+        "--study", action="append", help="study of a source project (default: seed000..003)"
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL (default studies/)")
     p.add_argument("--sweeps-dir", type=Path, default=ROOT / "sweeps")
     p.add_argument("--readme", type=Path, default=None, help="rewrite its per-seed block")

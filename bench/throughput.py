@@ -10,11 +10,12 @@ What is measured (training images per second, forward + backward + optimizer ste
    with ``data.train_fraction`` chosen so that one epoch is ``--steps`` optimizer steps. The
    first epoch is the warm-up; the figure is images / training seconds over the later epochs
    (the ``images_per_sec`` the engine records, pooled over those epochs).
-3. **seed-style**: what seeds 000/001 do: torchvision ``ImageFolder`` over the JPEG class
-   folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``,
-   ``Normalize`` in a ``DataLoader(num_workers=2, shuffle=True)``, training the same model with
-   the same optimizer and autocast (batches are moved to the model's memory format, as our
-   ``InputTransform`` does). Images over ``--steps`` steps after ``--warmup`` steps.
+3. **seed-style**: what source projects 000/001 do: torchvision ``ImageFolder`` over the JPEG
+   class folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+   ``ToTensor``, ``Normalize`` in a ``DataLoader(num_workers=2, shuffle=True)``, training the
+   same model with the same optimizer and autocast (batches are moved to the model's memory
+   format, as our ``InputTransform`` does). Images over ``--steps`` steps after ``--warmup``
+   steps.
 
 A second section times the augmentation alone (uint8 batches through
 :class:`cifar_hpo.augment.BatchAugmenter`, no model) for the policies ``none``, ``flip-crop``,
@@ -39,10 +40,11 @@ looks better than it would on an idle one.
 Targets (issue): with ``--policy flip-crop`` and ``seed000_cnn``,
 ours >= 0.95 x pure compute and ours >= 1.5 x seed-style.
 
-Batch size defaults to 256, between seed 000's 64 and the engine's default of 512: large
-enough that per-step Python overhead does not dominate a model this small, small enough that
-the default ``--steps 40`` (about 10k images per path) keeps the whole run near 1-2 minutes.
-Pass ``--batch-size 64`` for the seed's own setting or ``--batch-size 512`` for ours.
+Batch size defaults to 256, between source project 000's 64 and the engine's default of 512:
+large enough that per-step Python overhead does not dominate a model this small, small enough
+that the default ``--steps 40`` (about 10k images per path) keeps the whole run near 1-2
+minutes. Pass ``--batch-size 64`` for source project 000's own setting or ``--batch-size 512``
+for ours.
 
 Run (about 1-2 minutes with the defaults)::
 

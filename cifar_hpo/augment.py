@@ -9,7 +9,7 @@ Two layers, so that a 2-core CPU is not starved:
 
 ``augment.strength`` in [0, 1] scales everything: 0 is no augmentation; up to 0.25 only the batch
 ops grow (flip, then crop padding up to 4 px); above 0.25 the albumentations ops are added with
-probabilities and ranges that grow linearly, reaching seed 002's full policy at 1.0.
+probabilities and ranges that grow linearly, reaching source project 002's full policy at 1.0.
 """
 
 from __future__ import annotations
@@ -62,13 +62,13 @@ class AugmentPlan:
 def plan_for(policy: str, strength: float = 0.0) -> AugmentPlan:
     """The plan for a named policy, or for ``policy="strength"`` at ``strength`` in [0, 1].
 
-    Named policies come from the seeds: ``flip-crop`` (seed 000: flip + 4 px padded crop),
-    ``flip-translate`` (airbench: flip + 2 px translate), ``alternating-flip-translate``
-    (airbench94: alternating flip + 2 px translate with reflect padding), ``seed002`` (flip,
-    40->32 crop, ShiftScaleRotate(0.0625, 0.1, 15), 16x16 CoarseDropout with mean fill,
-    ColorJitter(0.2, 0.2, 0.2, 0.02)), ``seed003`` (flip, ShiftScaleRotate(0.0625, 0.1, 45),
-    16x16 CoarseDropout), ``seed004`` (flip, ShiftScaleRotate(0.1, 0.1, 10), 16x16
-    CoarseDropout with mean fill).
+    Named policies come from the source projects: ``flip-crop`` (source project 000: flip +
+    4 px padded crop), ``flip-translate`` (airbench: flip + 2 px translate),
+    ``alternating-flip-translate`` (airbench94: alternating flip + 2 px translate with reflect
+    padding), ``seed002`` (flip, 40->32 crop, ShiftScaleRotate(0.0625, 0.1, 15), 16x16
+    CoarseDropout with mean fill, ColorJitter(0.2, 0.2, 0.2, 0.02)), ``seed003`` (flip,
+    ShiftScaleRotate(0.0625, 0.1, 45), 16x16 CoarseDropout), ``seed004`` (flip,
+    ShiftScaleRotate(0.1, 0.1, 10), 16x16 CoarseDropout with mean fill).
 
     Raises:
         ValueError: unknown policy or strength outside [0, 1].

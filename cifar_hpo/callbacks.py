@@ -36,7 +36,8 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs (seed 001).
+    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` epochs
+    (source project 001).
 
     Keeps a copy of the best weights; the engine restores them when this callback stopped the
     run, so the final evaluation scores the best epoch.

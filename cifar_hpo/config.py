@@ -50,8 +50,8 @@ class DataConfig(_Section):
         dataset: ``cifar10`` or ``cifar100``.
         data_dir: folder holding the dataset and its decoded cache (None: ``$CIFAR_HPO_DATA_DIR``
             or ``./data``).
-        val_fraction: share of the training set held out, stratified, for validation (seed 003
-            uses 0.1). The test set is only used for the final evaluation.
+        val_fraction: share of the training set held out, stratified, for validation
+            (source project 003 uses 0.1). The test set is only used for the final evaluation.
         train_fraction: share of the remaining training images used (small sweep budgets).
         split_seed: seed of the validation split (kept apart from ``seed`` so that trials with
             different seeds are scored on the same validation images).
@@ -155,7 +155,7 @@ class OptimConfig(_Section):
         lookahead_decay: per-step EMA decay of the lookahead; the decay applied every
             ``lookahead_steps`` steps is ``lookahead_decay ** lookahead_steps * (step/total)^3``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
-        grad_clip: max global gradient norm; 0 disables clipping (seed 002 uses 1.0).
+        grad_clip: max global gradient norm; 0 disables clipping (source project 002 uses 1.0).
     """
 
     name: Literal["sgd", "adam", "adamw", "muon"] = "sgd"
@@ -206,8 +206,9 @@ class ScheduleConfig(_Section):
         min_lr: cosine: LR at the end of annealing.
         step_size: step: epochs between decays.
         gamma: step: decay factor.
-        plateau_patience: plateau: epochs without improvement before decaying (seed 000: 2).
-        plateau_factor: plateau: decay factor (seed 000: 0.1).
+        plateau_patience: plateau: epochs without improvement before decaying
+            (source project 000: 2).
+        plateau_factor: plateau: decay factor (source project 000: 0.1).
     """
 
     name: Literal["onecycle", "linear", "cosine", "plateau", "step", "constant"] = "onecycle"
@@ -231,7 +232,8 @@ class AugmentConfig(_Section):
         policy: ``strength`` (scaled by ``strength``) or a named policy such as ``none``,
             ``flip``, ``flip-crop``, ``seed002``, ``seed003``, ``seed004`` (see
             :mod:`cifar_hpo.augment`).
-        strength: 0 = no augmentation, 1 = seed 002's full policy; used by ``strength``.
+        strength: 0 = no augmentation, 1 = source project 002's full policy; used by
+            ``strength``.
     """
 
     policy: str = "strength"
@@ -246,7 +248,8 @@ class AugmentConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    """Stop when a validation metric has not improved for ``patience`` epochs (seed 001).
+    """Stop when a validation metric has not improved for ``patience`` epochs
+    (source project 001).
 
     Attributes:
         patience: epochs without improvement before stopping; 0 disables early stopping.

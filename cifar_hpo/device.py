@@ -68,7 +68,7 @@ def make_grad_scaler(device: torch.device, use_amp: bool) -> torch.amp.GradScale
     * CPU + bf16 autocast: initial scale 1 (bf16 has fp32's range, so nothing is rescaled and a
       run with only finite gradients is bit-identical to one without a scaler), kept for the
       skip: CPU bf16 kernels can return non-finite gradients from a finite loss. Measured with
-      seed 002's cifarnet recipe: without the skip, bf16 runs on an AMX Xeon and on an
+      source project 002's cifarnet recipe: without the skip, bf16 runs on an AMX Xeon and on an
       AVX512-BF16 EPYC turned every weight NaN at step 4 and step 60 of epoch 1; fp32 on CPU
       and fp16 + GradScaler on CUDA trained.
     * Otherwise (fp32, MPS): a disabled scaler, whose calls pass straight through.

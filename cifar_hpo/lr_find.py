@@ -1,4 +1,5 @@
-"""Learning-rate range test (Smith 2017; the LR finder seed 003 uses before OneCycleLR)."""
+"""Learning-rate range test (Smith 2017; the LR finder source project 003 uses before
+OneCycleLR)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Matplotlib figures of a run (the plots seeds 000 and 002 produce), saved as PNG files."""
+"""Matplotlib figures of a run, saved as PNG files (the plots source projects 000 and 002 make)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Classify image files with an exported model (seed 001's inference, any size or mode)."""
+"""Classify image files with an exported model (source project 001's inference, any size or
+mode)."""
 
 from __future__ import annotations
 

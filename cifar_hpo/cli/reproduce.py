@@ -1,4 +1,4 @@
-"""``reproduce``: retrain the seeds' recipes and rewrite the README table from MLflow."""
+"""``reproduce``: retrain the source projects' recipes and rewrite the README table from MLflow."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def reproduce_cmd(
         int | None, typer.Option(min=1, help="Every recipe N epochs (schedules fitted to N).")
     ] = None,
     full: Annotated[
-        bool, typer.Option("--full", help="The seeds' own epoch counts (for a GPU).")
+        bool, typer.Option("--full", help="The source projects' own epoch counts (for a GPU).")
     ] = False,
     train_fraction: Annotated[
         float | None, typer.Option(help="Share of the training split for every recipe.")
@@ -45,7 +45,8 @@ def reproduce_cmd(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Retrain the seeds' recipes and the best baseline trial; rewrite the README table."""
+    """Retrain the source projects' recipes and the best baseline trial; rewrite the README
+    table."""
     import shlex
     import sys
 

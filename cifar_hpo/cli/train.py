@@ -180,7 +180,7 @@ def lr_find_cmd(
     data_dir: DataDirOpt = None,
     plot: Annotated[Path, typer.Option(help="Where to save the plot.")] = Path("lr_find.png"),
 ) -> None:
-    """LR range test (seed 003): saves loss-vs-LR plot and suggests OneCycle's max LR."""
+    """LR range test (source project 003): saves loss-vs-LR plot and suggests OneCycle's max LR."""
     from cifar_hpo.data import load_dataset
     from cifar_hpo.lr_find import lr_range_test
     from cifar_hpo.plots import plot_lr_finder

@@ -1,4 +1,4 @@
-"""Reference CIFAR architectures from the literature, to compare the seeds against.
+"""Reference CIFAR architectures from the literature, to compare the source projects against.
 
 Parameter counts are for ``num_classes=10`` and the default hparams; MACs are per 32x32 image.
 """

@@ -53,7 +53,7 @@ class ModelInfo:
 
     Attributes:
         name: registry name, e.g. ``"cifarnet"``.
-        source: where the architecture comes from (seed project, paper or repository).
+        source: where the architecture comes from (source project, paper or repository).
         description: one line for ``--help`` and reports.
         hparams: the builder's keyword defaults (``num_classes`` excluded); a fresh copy.
     """

@@ -1,9 +1,9 @@
-"""The architectures of the five seed projects, reproduced by name.
+"""The architectures of the five source projects, reproduced by name.
 
-Each builder follows its seed's README (``/work/shared/seeds/seed00N_*.md``); where the README
-leaves a choice open, the docstring says which reading was taken and why. Parameter counts are
-for ``num_classes=10`` and the default hparams unless stated; MACs are per 32x32 image
-(``count_macs``).
+Each builder follows its source project's README (``/work/shared/seeds/seed00N_*.md``); where
+the README leaves a choice open, the docstring says which reading was taken and why. Parameter
+counts are for ``num_classes=10`` and the default hparams unless stated; MACs are per 32x32
+image (``count_macs``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["CifarNet", "Compact200k", "Seed000CNN", "Seed001CNN"]
 
 
 class Seed000CNN(nn.Module):
-    """Seed 000's ``Net``: three Conv-ReLU-MaxPool blocks and a two-layer MLP head.
+    """Source project 000's ``Net``: three Conv-ReLU-MaxPool blocks and a two-layer MLP head.
 
     Source: seed000 (cifar10-simple-cnn) README, "Architecture": 3 blocks
     Conv2d -> ReLU -> MaxPool2d with filters 3 -> 32 -> 64 -> 128 and spatial size
@@ -68,7 +68,7 @@ class Seed000CNN(nn.Module):
 
 
 class Seed001CNN(nn.Module):
-    """Seed 001's course-project CNN (the README does not spell the layers out).
+    """Source project 001's course-project CNN (the README does not spell the layers out).
 
     Source: seed001 (cifar10-cnn-early-stopping) README: "a CNN ... processes the image as a
     3x32x32 tensor and applies convolutional filters", Adam at lr 1e-3, batch 32, and
@@ -156,7 +156,8 @@ class _ResidualSeparable(nn.Module):
 
 
 class CifarNet(nn.Module):
-    """Seed 002's CIFARNet: depthwise-separable convs, two residual blocks, spatial dropout.
+    """Source project 002's CIFARNet: depthwise-separable convs, two residual blocks,
+    spatial dropout.
 
     Source: seed002 (cifar10-cifarnet-dsconv-residual) README, "Layer Breakdown" table, and its
     stated size of 174,762 parameters (the same README also says "~1.2M" once; the exact figure
@@ -176,10 +177,10 @@ class CifarNet(nn.Module):
     Parameters: 174,762 (width 1.0, 10 classes), exactly the README's count; MACs: 100.2M.
     Of the variants tried (conv bias on/off, BN after the depthwise conv too, shortcut with or
     without BN) only this one gives 174,762: bias-free convs, one BN after each pointwise conv,
-    and projection shortcuts with BN. A public revision of the seed's code uses larger kernels
-    (C1 11x11, C2/C3 depthwise 7x7, C4 depthwise 5x5; 198,762 parameters), omits C4's ReLU and
-    applies the head as a 1x1 conv before the pooling (equivalent to GAP + Linear); we follow the
-    README's table instead.
+    and projection shortcuts with BN. A public revision of the source project's code uses
+    larger kernels (C1 11x11, C2/C3 depthwise 7x7, C4 depthwise 5x5; 198,762 parameters), omits
+    C4's ReLU and applies the head as a 1x1 conv before the pooling (equivalent to GAP +
+    Linear); we follow the README's table instead.
 
     ``dropout`` default 0.05: the README gives no value; spatial dropout zeroes whole channels,
     so a small p is customary (the revision mentioned above uses 0.05-0.12 per block).
@@ -232,7 +233,7 @@ def _conv_bn_relu(
 
 
 class Compact200k(nn.Module):
-    """Seed 004's compact CNN (< 200k parameters): C1..C5 without max-pooling.
+    """Source project 004's compact CNN (< 200k parameters): C1..C5 without max-pooling.
 
     Source: seed004 (cifar10-compact-200k) README, "Model Overview" (blocks C1..C5, GAP + FC,
     stride 2 instead of MaxPool, ``DROPOUT_VALUE`` 0.1). Convs are 3x3 without bias, each
@@ -251,16 +252,16 @@ class Compact200k(nn.Module):
 
     Parameters: 144,736 (width 1.0, 10 classes); MACs: 108.1M per image.
 
-    Differences from the seed: the README says "dilated" for C3 and C5 but gives no rate; we
-    use ``dilation=2`` with 'same' padding. A public copy of the seed's code has dilation 1 in
-    both (dilated in name only) and no padding on C3's second conv (32 -> 30 px, then 15 px
-    after the stride); pass ``dilation=1`` for the former. The README's "receptive field >= 49"
-    does not follow from either: ours is 27 px at dilation 2. Parameter counts do not depend
-    on the dilation.
+    Differences from the source project: the README says "dilated" for C3 and C5 but gives no
+    rate; we use ``dilation=2`` with 'same' padding. A public copy of the source project's code
+    has dilation 1 in both (dilated in name only) and no padding on C3's second conv
+    (32 -> 30 px, then 15 px after the stride); pass ``dilation=1`` for the former. The README's
+    "receptive field >= 49" does not follow from either: ours is 27 px at dilation 2. Parameter
+    counts do not depend on the dilation.
 
     Args:
         num_classes: number of logits.
-        dropout: dropout probability (the seed's ``DROPOUT_VALUE``).
+        dropout: dropout probability (the source project's ``DROPOUT_VALUE``).
         width: multiplier of every channel count (32, 10, 64, 128).
         dilation: dilation of the first conv in C3 and the conv in C5 (padding follows it).
     """
@@ -310,7 +311,7 @@ class Compact200k(nn.Module):
 @register_model(
     "seed000_cnn",
     source="seed000",
-    description="3 Conv-ReLU-MaxPool blocks (32-64-128) + MLP head 2048-256 (seed 000)",
+    description="3 Conv-ReLU-MaxPool blocks (32-64-128) + MLP head 2048-256 (source project 000)",
 )
 def seed000_cnn(num_classes: int = 10, dropout: float = 0.5, width: float = 1.0) -> nn.Module:
     """Build :class:`Seed000CNN` (620,362 parameters at the defaults)."""
@@ -320,7 +321,7 @@ def seed000_cnn(num_classes: int = 10, dropout: float = 0.5, width: float = 1.0)
 @register_model(
     "seed001_cnn",
     source="seed001",
-    description="plain 2-block CNN (32-64) + MLP head 4096-128, a reading of seed 001",
+    description="plain 2-block CNN (32-64) + MLP head 4096-128, a reading of source project 001",
 )
 def seed001_cnn(num_classes: int = 10, dropout: float = 0.0, width: float = 1.0) -> nn.Module:
     """Build :class:`Seed001CNN` (545,098 parameters at the defaults)."""
@@ -333,7 +334,7 @@ def seed001_cnn(num_classes: int = 10, dropout: float = 0.0, width: float = 1.0)
     description="depthwise-separable CNN with residual C2/C3, dilated C3, spatial dropout",
 )
 def cifarnet(num_classes: int = 10, dropout: float = 0.05, width: float = 1.0) -> nn.Module:
-    """Build :class:`CifarNet` (174,762 parameters at the defaults, as in seed 002)."""
+    """Build :class:`CifarNet` (174,762 parameters at the defaults, as in source project 002)."""
     return CifarNet(num_classes, dropout=dropout, width=width)
 
 
@@ -343,14 +344,14 @@ def cifarnet(num_classes: int = 10, dropout: float = 0.05, width: float = 1.0) -
     description="torchvision ResNet-18 with its ImageNet stem (7x7/2 conv + max-pool)",
 )
 def resnet18(num_classes: int = 10) -> nn.Module:
-    """Build torchvision's ResNet-18 unchanged, as seed 003 trained it on CIFAR-100.
+    """Build torchvision's ResNet-18 unchanged, as source project 003 trained it on CIFAR-100.
 
     Source: seed003 (cifar100-resnet18-lightning) README, torchinfo table: the ImageNet stem is
     kept, so a 32x32 input becomes (B, 64, 16, 16) after conv1, (B, 64, 8, 8) after the
     max-pool, and (B, 512, 1, 1) after layer4; then average pool -> Linear(512, num_classes).
 
-    Parameters: 11,181,642 (10 classes), 11,227,812 (100 classes, the seed's count).
-    MACs: 37.02M per image (37.06M for 100 classes; the seed's torchinfo says 37.07M).
+    Parameters: 11,181,642 (10 classes), 11,227,812 (100 classes, the source project's count).
+    MACs: 37.02M per image (37.06M for 100 classes; the source project's torchinfo says 37.07M).
     """
     from torchvision.models import resnet18 as tv_resnet18  # lazy: torchvision is slow to import
 

@@ -1,4 +1,4 @@
-"""``make reproduce-readme-table``: the seed projects' recipes retrained and tabulated.
+"""``make reproduce-readme-table``: the source projects' recipes retrained and tabulated.
 
 Recipes are data (``sweeps/recipes.yaml``); :func:`reproduce` trains them one after another
 through :func:`cifar_hpo.engine.train` with MLflow tracking (experiment ``readme-table``), adds

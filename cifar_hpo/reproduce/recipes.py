@@ -1,4 +1,5 @@
-"""Seed recipes as data (``sweeps/recipes.yaml``), budgets, and the configs they resolve to.
+"""Source projects' recipes as data (``sweeps/recipes.yaml``), budgets, and the configs they
+resolve to.
 
 A recipe is a dotted-name config (the one vocabulary of :mod:`cifar_hpo.config`) plus where it
 comes from, the source's own epoch count and reported figure, and its default CPU budget. A
