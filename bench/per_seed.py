@@ -41,8 +41,8 @@ COLUMNS = (
     "study",
     "model",
     "epochs",
-    "seed reports",
-    "seed's recipe here",
+    "source project reports",
+    "its recipe here",
     "tuned by cifar-hpo",
     "difference (95 % CI across seeds; exact McNemar p)",
     "registry champion",
@@ -142,7 +142,7 @@ def render(rows: list[dict[str, Any]], command: str, stamp_text: str) -> str:
         "|" + "---|" * len(COLUMNS),
         *("| " + " | ".join(_cells(row)) + " |" for row in rows),
         "",
-        "*seed's recipe here* is the seed's recipe (trial 0 of the study) raced beside the "
+        "*its recipe here* is the source project's recipe (trial 0 of the study) raced beside the "
         "finalists with their epochs and seeds; *tuned by cifar-hpo* is the best finalist; "
         "both mean test top-1 over the race's seeds on the 10,000 test images. The registry's "
         "`champion` is the tuned model only where it beats the recipe significantly (the "

@@ -198,7 +198,7 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
         assert row["macro F1"] == f"{m['test_f1_macro']:.4f}"
         assert row["params"] == f"{int(m['num_params']):,}"
         assert row["MACs"] == f"{m['macs'] / 1e6:.1f} M"
-        assert row["epochs run / seed's"] == epochs
+        assert row["epochs run / source's"] == epochs
         assert row["train images"] == f"{train_images:,}" == f"{int(m['train_images']):,}"
         assert row["minutes"] == f"{m['seconds'] / 60:.1f}"
         assert row["images/s"] == f"{m['train_images_per_sec']:,.0f}"
@@ -213,17 +213,17 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
     assert cnn.data.params["seed"] == "42" and cnn.data.params["schedule.name"] == "plateau"
     (dataset,) = cnn.inputs.dataset_inputs  # the dataset, as MLflow's Dataset column shows it
     assert dataset.dataset.name == "cifar10"
-    assert rows[0]["seed reports"] == "81.33 % test"
+    assert rows[0]["source reports"] == "81.33 % test"
     assert rows[0]["ours, same metric"] == rows[0]["test top-1"] + " test"
     es = runs["tiny-es"][0]
     losses = [p.value for p in client.get_metric_history(es.info.run_id, "val_loss")]
-    assert rows[1]["seed reports"] == "val loss 0.8277"
+    assert rows[1]["source reports"] == "val loss 0.8277"
     assert rows[1]["ours, same metric"] == f"val loss {min(losses):.4f}"
 
     # skipped rows say why, in a note
     body = block(text)
     assert rows[2]["test top-1"].startswith("skipped") and rows[2]["dataset"] == "cifar100"
-    assert rows[2]["epochs run / seed's"] == "- / 50"
+    assert rows[2]["epochs run / source's"] == "- / 50"
     assert "`tiny-c100` skipped: cifar100 not found" in body
     assert rows[3]["test top-1"].startswith("skipped")
     assert "`study-best` skipped: unknown study 'baseline'" in body
@@ -250,7 +250,7 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
     reproduce("--only", "tiny-cnn")
     again = table_rows((project / "README.md").read_text())
     assert [r["recipe"] for r in again] == ["`tiny-cnn`"]
-    for col in ("test top-1", "top-5", "macro F1", "params", "epochs run / seed's"):
+    for col in ("test top-1", "top-5", "macro F1", "params", "epochs run / source's"):
         assert again[0][col] == rows[0][col]
 
     # --table-only rewrites the same block from the latest batch without training

@@ -48,23 +48,23 @@ PER_CLASS_PLOT = "per_class_f1.png"
 SCATTER_PLOT = "accuracy_vs_params.png"
 COLUMNS = (
     "recipe",
-    "seed",
+    "source project",
     "model",
     "params",
     "MACs",
     "dataset",
-    "epochs run / seed's",
+    "epochs run / source's",
     "train images",
     "test top-1",
     "top-5",
     "macro F1",
-    "seed reports",
+    "source reports",
     "ours, same metric",
     "minutes",
     "images/s",
     "device",
 )
-_RIGHT = {"params", "MACs", "epochs run / seed's", "train images", "test top-1", "top-5"}
+_RIGHT = {"params", "MACs", "epochs run / source's", "train images", "test top-1", "top-5"}
 _RIGHT |= {"macro F1", "ours, same metric", "minutes", "images/s"}
 
 
@@ -203,12 +203,12 @@ def ours_same_metric(row: Row) -> str:
 def epochs_cell(row: Row) -> str:
     """``2 / 250``; an early-stopped run shows the epochs it ran and the budget's."""
     run = row.metric("epochs_run")
-    seed = "-" if row.source_epochs is None else str(row.source_epochs)
+    source = "-" if row.source_epochs is None else str(row.source_epochs)
     if run is None:
-        return f"- / {seed}"
-    text = f"{run:g} / {seed}"
+        return f"- / {source}"
+    text = f"{run:g} / {source}"
     if row.budget_epochs is not None and run < row.budget_epochs - 0.05:
-        text = f"{run:g} of {row.budget_epochs} / {seed}"
+        text = f"{run:g} of {row.budget_epochs} / {source}"
     return text
 
 
@@ -277,10 +277,10 @@ def render(table: TableData, plots: dict[str, str] | None = None) -> str:
         f"Machine: {meta.get('host', '?')}. MLflow: experiment `{EXPERIMENT}`, parent run "
         f"`{table.parent_run_id}`.",
         "",
-        "Columns: *epochs run / seed's* compares the epochs trained with the source's own count "
+        "Columns: *epochs run / source's* compares the epochs trained with the source's own count "
         "(schedules are fitted to the epochs run, not cut off); *train images* are per epoch, "
         "after the validation hold-out and `data.train_fraction`; *test top-1*, *top-5* and "
-        "*macro F1* are on the full test set; *seed reports* is the source's own figure and "
+        "*macro F1* are on the full test set; *source reports* is the source's own figure and "
         "*ours, same metric* our value of that same metric; *minutes* is the whole run's wall "
         "time, evaluation included; *images/s* is training images per second of training time.",
     ]
