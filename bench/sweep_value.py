@@ -122,6 +122,22 @@ def champion_arm(study) -> dict[str, Any]:
             "epochs": race["epochs"], "reference": arm["reference"]}  # fmt: skip
 
 
+def require_champion(champion: dict[str, Any], study: str, budget: str, states: Counter) -> None:
+    """Stop before the recipe arms when the study ended without a refit champion (a budget
+    that held no refit, or an interrupted study): nothing would be compared.
+
+    Raises:
+        SystemExit: one line naming the study, its budget and its trial states.
+    """
+    if champion["test_acc"] and champion["epochs"]:
+        return
+    seen = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "no trials"
+    raise SystemExit(
+        f"error: study {study} with --budget {budget} ended without a refit champion "
+        f"({seen}): give a larger --budget"
+    )
+
+
 def versus(champion: dict, other: dict) -> str:
     if not champion["test_acc"] or not other["test_acc"]:
         return "-"
@@ -194,11 +210,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     study = outcome.study
     states = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     champion = champion_arm(study)
+    require_champion(champion, args.study, args.budget, states)
     config = recipe_config(args.recipe, args.sweeps_dir / "recipes.yaml")
     overrides = {"data.data_dir": config.data.data_dir or args.data_dir}
     config = with_overrides(config, {**overrides, **parse_overrides(args.recipe_set)})
     data = load_dataset(config.data.dataset, config.data.data_dir)
-    equal = train_recipe(config, data, champion["epochs"] or config.epochs, args.seeds)
+    equal = train_recipe(config, data, champion["epochs"], args.seeds)
     epochs = compute_matched_epochs(study_minutes * 60, equal["first"])
     matched = train_recipe(config, data, epochs, args.seeds)
     checks = {}

@@ -330,6 +330,26 @@ def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_
     assert re.search(r"Targets \(issue 20\): study within \d+ min: met", text), text
 
 
+def test_sweep_value_stops_in_one_line_when_the_study_left_no_champion():
+    """A study that ended without a refit (its budget held none) stops bench/sweep_value.py
+    before the recipe arms with one line, instead of a TypeError while writing the block."""
+    import importlib.util
+    from collections import Counter
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    study = optuna.create_study()
+    empty = bench.champion_arm(study)
+    with pytest.raises(
+        SystemExit, match=r"study s with --budget 5s ended without a refit champion"
+    ):
+        bench.require_champion(empty, "s", "5s", Counter({"complete": 2}))
+    study.set_user_attr("refit", {"trial": 1, "test_acc": 0.5, "epochs": 2.0})
+    bench.require_champion(bench.champion_arm(study), "s", "5s", Counter({"complete": 2}))
+
+
 def test_compute_matched_epochs_fill_the_wall_time():
     """The recipe's epochs scaled so that one run takes the study's wall time: its seconds
     per epoch and its fixed cost outside epochs, both measured on a run of the recipe."""
