@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-install
 DATASET ?= ../shared/datasets/cifar10-jpeg.tar.gz
 STUDY  ?= baseline
+# pytest processes for `make test` (pytest-xdist; each runs torch on one thread). Tests marked
+# xdist_group("wall-clock") share one process: budgets and worker processes never overlap.
+TEST_WORKERS ?= 2
 BUDGET ?= 30m
 
 .PHONY: install test lint data train recipe-check sweep best reproduce-readme-table bench clean \
@@ -20,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(BIN)/ruff check cifar_hpo tests bench

@@ -137,6 +137,11 @@ def test_resume_keeps_the_budget_left():
     assert budget_clock(study, 200.0).left_s == pytest.approx(200.0 - 70.2, abs=0.2)
 
 
+# Studies that must end within a wall-clock budget share one test process with the tests that
+# start worker processes (test_workers.py), so that under `make test`'s two pytest processes
+# they never run beside each other and starve one another of the two cores.
+WALL_CLOCK = pytest.mark.xdist_group("wall-clock")
+
 SPEC = {
     "objective": {"metric": "val_acc", "direction": "maximize"},
     "base": dict(TINY_SWEEP_BASE),
@@ -149,6 +154,7 @@ SPEC = {
 
 
 @pytest.mark.slow
+@WALL_CLOCK
 def test_budgeted_study_ends_within_its_budget_with_a_refit_champion(project):
     Path("sweeps", "tinyb.yaml").write_text(yaml.safe_dump(SPEC))
     budget = 45.0
@@ -243,6 +249,7 @@ def test_score_exported_reproduces_the_test_accuracy_without_cifar_hpo(tmp_path,
 
 
 @pytest.mark.slow
+@WALL_CLOCK
 def test_reference_recipe_is_raced_beside_the_finalists_and_gates_the_champion(project):
     """budget.refit_reference: the reference recipe (the first enqueued config, trial 0) is
     raced beside the finalists with the same epochs and seeds as a refit-reference run; the
@@ -291,6 +298,7 @@ def test_reference_recipe_is_raced_beside_the_finalists_and_gates_the_champion(p
     assert "race result" in shown.output and "(recipe)" in shown.output
 
 
+@WALL_CLOCK
 def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_compute(
     tmp_path, data_dir
 ):

@@ -28,7 +28,8 @@ from cifar_hpo.sweep.storage import make_storage, process_gone, worker_identity
 from cifar_hpo.sweep.workers import split_trials
 from cifar_hpo.tracking import PARENT_RUN_ATTR, Tracker
 
-pytestmark = pytest.mark.slow
+# one test process for these and the wall-clock budget tests (see test_budget.WALL_CLOCK)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wall-clock")]
 
 SPEC = {
     "description": "multi-worker test study",
