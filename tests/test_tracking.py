@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
+import pytest
 import torch
 from helpers import tiny_config
 from mlflow.tracking import MlflowClient
@@ -82,6 +83,45 @@ def test_dataset_is_logged_as_an_mlflow_input(tmp_path, tiny_data):
     assert tags["cifar_hpo.checksum"] == tiny_data.checksum
     assert (tags["cifar_hpo.train_images"], tags["cifar_hpo.val_images"]) == ("270", "30")
     assert tags["cifar_hpo.test_images"] == str(len(tiny_data.test_labels))
+
+
+def test_a_dataset_row_raced_by_another_worker_is_linked_not_failed(tmp_path, tiny_data):
+    """Three workers starting together: the store refuses all but one insert of the shared
+    dataset row on its unique key (seen as a failed trial with a sqlite IntegrityError relayed by
+    an MLflow server). The losing run logs again and links the row; other errors still raise."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    from cifar_hpo.tracking import TrialRun
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = tracker.client.create_run(tracker.experiment_id("cifar-hpo/r")).info.run_id
+    trial = TrialRun(tracker, run_id)
+    real, calls = tracker.client.log_inputs, []
+
+    def racing(run, inputs):  # another worker inserts the row between our check and insert
+        calls.append(run)
+        if len(calls) == 1:
+            real(
+                tracker.client.create_run(tracker.experiment_id("cifar-hpo/r")).info.run_id, inputs
+            )
+            raise RestException(
+                {"error_code": "BAD_REQUEST", "message": "(sqlite3.IntegrityError) UNIQUE "
+                 "constraint failed: datasets.experiment_id, datasets.name, datasets.digest"}
+            )  # fmt: skip
+        real(run, inputs)
+
+    trial.client.log_inputs = racing
+    trial.log_dataset(tiny_data, 270, 30)
+    assert calls == [run_id, run_id]
+    (entry,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert entry.dataset.digest == tiny_data.checksum[:36]
+
+    def refused(run, inputs):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run gone")
+
+    trial.client.log_inputs = refused
+    with pytest.raises(MlflowException, match="run gone"):
+        trial.log_dataset(tiny_data, 270, 30)
 
 
 def test_trial_runs_carry_provenance_tags(tmp_path):

@@ -25,6 +25,13 @@ from cifar_hpo.tracking.models import log_logged_model
 from cifar_hpo.tracking.schema import EPOCH_METRICS, OPTUNA_STATE_TAG, REASON_TAG, RunOutcome
 
 
+def _unique_key_conflict(err: Exception) -> bool:
+    """Whether a tracking store refused an insert on a unique key (SQLite, PostgreSQL or MySQL
+    wording, as an MLflow server relays it)."""
+    text = str(err).lower()
+    return any(s in text for s in ("unique constraint", "duplicate key", "duplicate entry"))
+
+
 class TrialRun(Callback):
     """One MLflow run; as a training callback it logs each epoch's metrics with step=epoch.
 
@@ -138,9 +145,16 @@ class TrialRun(Callback):
             "cifar_hpo.test_images": str(len(data.test_labels)),
         }
         entity = dataset._to_mlflow_entity()
-        self.client.log_inputs(
-            self.run_id, [DatasetInput(entity, [InputTag(k, v) for k, v in tags.items()])]
-        )
+        inputs = [DatasetInput(entity, [InputTag(k, v) for k, v in tags.items()])]
+        try:
+            self.client.log_inputs(self.run_id, inputs)
+        except Exception as err:
+            # Workers of one study starting together insert the experiment's one dataset row at
+            # the same moment; the store's unique key lets one win and refuses the others. The
+            # row exists now, so a second call links it instead of failing the trial.
+            if not _unique_key_conflict(err):
+                raise
+            self.client.log_inputs(self.run_id, inputs)
 
     def log_partial(self) -> None:
         """Resolved config, history so far and curve plots of a run that ended without a
