@@ -3,7 +3,7 @@
 For a study, a fixed panel of configurations (its reference recipe, hand-picked ones for
 ``seed000``, then configurations drawn by the study's sampler with a fixed seed) is trained at
 the panel's full fidelity (``--full-epochs`` on ``--train-fraction`` of the training split,
-one seed) and scored at every decision point of two mechanisms
+one seed) and scored at every decision point of each mechanism
 (:mod:`cifar_hpo.sweep.fidelity`):
 
 * ``mid-schedule`` (successive halving as Optuna prunes): validation accuracy at the rung epochs
