@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str):
+    """The benchmark script ``bench/<name>.py`` as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def tiny_config(**overrides):
     """A fast config: seed000_cnn, 2 epochs, batch 32, flip-crop, fp32 on CPU."""

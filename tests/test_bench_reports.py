@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
-from pathlib import Path
 
 import optuna
 import pytest
 import torch
+from helpers import load_bench
 from optuna.trial import FrozenTrial, TrialState
 
-ROOT = Path(__file__).resolve().parents[1]
 README = "# x\n\nbefore\n\n<!-- RESULTS:{name} -->\nstale\n<!-- /RESULTS:{name} -->\n\nafter\n"
-
-
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _seed(seed: int, acc: float) -> dict:
@@ -62,7 +53,7 @@ def _report(bench, accs: list[float], command: str, stamp: str) -> dict:
     ],
 )
 def test_recipe_check_block_states_the_verdict(accs, verdict):
-    bench = _bench("recipe_check")
+    bench = load_bench("recipe_check")
     report = _report(bench, accs, "python bench/recipe_check.py", "Command: `x`; stamp")
     text = bench.render(report)
     assert f": {verdict})" in text
@@ -79,7 +70,7 @@ def test_recipe_check_states_the_lossy_copy_bar(tmp_path, accs, verdict):
     points) and whether the mean meets it; --render-only rewrites the README from the JSON."""
     import json
 
-    bench = _bench("recipe_check")
+    bench = load_bench("recipe_check")
     command = "python bench/recipe_check.py --seeds 0 1"
     report = _report(bench, accs, command, f"Command: `{command}`; stamp")
     results = tmp_path / "check.json"
@@ -94,7 +85,7 @@ def test_recipe_check_states_the_lossy_copy_bar(tmp_path, accs, verdict):
 
 
 def test_throughput_block_has_ratios_and_stamp(tmp_path):
-    bench = _bench("throughput")
+    bench = load_bench("throughput")
     summary = {
         "compute": 200.0,
         "ours": 194.0,
@@ -154,7 +145,7 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
     study.set_user_attr("champion", {"trial": 2, "version": "3"})
     readme = tmp_path / "README.md"
     readme.write_text(README.format(name="sweep"))
-    bench = _bench("sweep_report")
+    bench = load_bench("sweep_report")
     report = bench.main(["--study", "s", "--storage", storage, "--readme", str(readme)])
     assert report["counts"]["COMPLETE"] == 2 and report["best"]["number"] == 2
     text = readme.read_text()
@@ -213,7 +204,7 @@ def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(t
             "summary": "trial 0 beats the recipe significantly: +2.45 points",
         },
     )
-    bench = _bench("sweep_report")
+    bench = load_bench("sweep_report")
     rules = {"small": {"params": LimitSpec(max=100_000)}}
     report = bench.study_report(optuna.load_study(study_name="mo", storage=storage), rules)
     assert report["infeasible"] == 1 and report["best"]["number"] == 0
@@ -272,7 +263,7 @@ def test_per_seed_table_puts_the_seeds_recipe_beside_the_tuned_champion(tmp_path
     )
     readme = tmp_path / "README.md"
     readme.write_text(README.format(name="per-seed"))
-    bench = _bench("per_seed")
+    bench = load_bench("per_seed")
     rows = bench.main(
         ["--study", "seed000", "--study", "seed002", "--storage", storage, "--readme", str(readme)]
     )

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch
 import yaml
-from helpers import TINY_SWEEP_BASE, tiny_config
+from helpers import TINY_SWEEP_BASE, load_bench, tiny_config
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -305,7 +305,6 @@ def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_
     """bench/sweep_value.py on tiny data: a budgeted study, the recipe at the champion's
     epochs and the recipe filling the study's wall time, each on 2 seeds; the README block
     holds all three with intervals and McNemar p-values, stamped."""
-    import importlib.util
 
     sweeps = tmp_path / "sweeps"
     sweeps.mkdir()
@@ -314,9 +313,7 @@ def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_
     (sweeps / "recipes.yaml").write_text((root / "sweeps" / "recipes.yaml").read_text())
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- RESULTS:sweep-value -->\nstale\n<!-- /RESULTS:sweep-value -->\n")
-    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("sweep_value")
     report = bench.main(
         [
             "--study", "tinyv", "--budget", "20s", "--recipe", "seed001-cnn", "--seeds", "2",
@@ -341,13 +338,9 @@ def test_sweep_value_compares_the_champion_with_the_recipe_at_equal_and_matched_
 def test_sweep_value_stops_in_one_line_when_the_study_left_no_champion():
     """A study that ended without a refit (its budget held none) stops bench/sweep_value.py
     before the recipe arms with one line, instead of a TypeError while writing the block."""
-    import importlib.util
     from collections import Counter
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("sweep_value")
     study = optuna.create_study()
     empty = bench.champion_arm(study)
     with pytest.raises(
@@ -361,13 +354,9 @@ def test_sweep_value_stops_in_one_line_when_the_study_left_no_champion():
 def test_compute_matched_epochs_fill_the_wall_time():
     """The recipe's epochs scaled so that one run takes the study's wall time: its seconds
     per epoch and its fixed cost outside epochs, both measured on a run of the recipe."""
-    import importlib.util
     from types import SimpleNamespace
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("sweep_value", root / "bench" / "sweep_value.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("sweep_value")
     run = SimpleNamespace(history=[{"epoch_seconds": 30.0}] * 10, seconds=320.0)  # 20 s fixed
     epochs = bench.compute_matched_epochs(3600.0, run)
     assert epochs == pytest.approx(119.3)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import yaml
-from helpers import TINY_SWEEP_BASE
+from helpers import TINY_SWEEP_BASE, load_bench
 
 from cifar_hpo.sweep.fidelity import panel, rank_agreement
 from cifar_hpo.sweep.spec import parse_spec
@@ -58,10 +56,7 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
     (sweeps / "tinyf.yaml").write_text(yaml.safe_dump(SPEC))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n")
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("fidelity", root / "bench" / "fidelity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("fidelity")
     report = bench.main(
         ["--study", "tinyf", "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
          "--size", "3", "--full-epochs", "2", "--train-fraction", "1.0",
@@ -94,10 +89,7 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
 
 
 def test_a_subset_is_epochs_at_a_share_of_the_images():
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("fidelity", root / "bench" / "fidelity.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("fidelity")
     assert bench.parse_subset("12@0.25") == (12, 0.25)
     assert bench.subset_label(bench.parse_subset("1.5@1")) == "1.5@1"
     for bad in ("12", "12@0", "0@0.5", "x@y", "3@1.5"):
