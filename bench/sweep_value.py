@@ -92,6 +92,29 @@ def compute_matched_epochs(wall_s: float, result) -> float:
     return max(0.1, math.floor((wall_s - fixed_s) / epoch_s * 10) / 10)
 
 
+def race_reference(study) -> dict[str, Any] | None:
+    """The race's reference arm as the recipe-at-equal-epochs arm (``--equal-from-race``):
+    the study refit its reference recipe beside the finalists at the champion's epochs and
+    seeds, so training it again would repeat those runs. Per-seed test accuracies, the first
+    seed's per-image correctness, minutes per run and seconds per epoch (whole-run seconds
+    over epochs: model build and test pass included, so a run scaled from it ends a little
+    inside the wall time). None when the race had no reference arm or recorded no seconds.
+    """
+    race = study.user_attrs.get(RACE_ATTR) or {}
+    arm = next((a for a in race.get("arms", []) if a["reference"]), None)
+    if arm is None or not arm.get("seconds") or not arm["test_acc"]:
+        return None
+    per_epoch = [s / e for s, e in zip(arm["seconds"], arm["epochs"], strict=True) if e]
+    return {
+        "epochs": race["epochs"],
+        "test_acc": arm["test_acc"],
+        "correct": unpack_correct(arm["correct"]) if arm.get("correct") else None,
+        "minutes": [s / 60 for s in arm["seconds"]],
+        "seconds_per_epoch": sum(per_epoch) / len(per_epoch),
+        "source": f"the race's reference arm (trial {arm['trial']})",
+    }
+
+
 def train_recipe(config, data, epochs: float, seeds: int) -> dict[str, Any]:
     """``seeds`` runs of the recipe at ``epochs`` (seeds ``config.seed``, +1, ...): per-seed
     test accuracies, the first run's per-image correctness and result, minutes of each."""
@@ -171,6 +194,8 @@ def render(report: dict[str, Any], stamp_text: str, command: str) -> str:
     ]
     for label, arm in (("recipe at the champion's epochs", equal),
                        ("recipe filling the study's wall time", matched)):  # fmt: skip
+        if arm.get("source"):
+            label = f"{label}: {arm['source']}"
         lines.append(
             f"| {label} | {arm['epochs']:g} | {len(arm['test_acc'])} | "
             f"{pct(_mean(arm['test_acc']))} | {sum(arm['minutes']) / len(arm['minutes']):.1f} "
@@ -193,6 +218,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget", default="60m")
     parser.add_argument("--recipe", default="airbench94", help="reference recipe by name")
     parser.add_argument("--seeds", type=int, default=1, help="seeds of each recipe arm")
+    parser.add_argument(
+        "--equal-from-race",
+        action="store_true",
+        help="take the recipe at the champion's epochs from the race's reference arm (the "
+        "study enqueues --recipe as its reference) instead of training it again",
+    )
     parser.add_argument("--sweeps-dir", type=Path, default=ROOT / "sweeps")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--workdir", type=Path, default=None)
@@ -215,8 +246,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     overrides = {"data.data_dir": config.data.data_dir or args.data_dir}
     config = with_overrides(config, {**overrides, **parse_overrides(args.recipe_set)})
     data = load_dataset(config.data.dataset, config.data.data_dir)
-    equal = train_recipe(config, data, champion["epochs"], args.seeds)
-    epochs = compute_matched_epochs(study_minutes * 60, equal["first"])
+    equal = race_reference(study) if args.equal_from_race else None
+    if equal is not None:
+        epochs = max(0.1, math.floor(study_minutes * 60 / equal["seconds_per_epoch"] * 10) / 10)
+    else:
+        equal = train_recipe(config, data, champion["epochs"], args.seeds)
+        epochs = compute_matched_epochs(study_minutes * 60, equal["first"])
     matched = train_recipe(config, data, epochs, args.seeds)
     checks = {}
     for name, arm in (("equal", equal), ("matched", matched)):

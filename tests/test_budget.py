@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -363,6 +364,34 @@ def test_compute_matched_epochs_fill_the_wall_time():
     assert epochs * 30.0 + 20.0 == pytest.approx(3600.0, abs=3.0)  # fills the hour
     with pytest.raises(ValueError, match="without epochs"):
         bench.compute_matched_epochs(60.0, SimpleNamespace(history=[], seconds=1.0))
+
+
+def test_sweep_value_takes_the_recipe_at_equal_epochs_from_the_race():
+    """With --equal-from-race the recipe-at-equal-epochs arm is the race's reference arm (its
+    seeds, accuracies and first-seed correctness), and the compute-matched epochs come from
+    its seconds per epoch; a race without a reference or without seconds gives None."""
+    from cifar_hpo.stats import pack_correct
+    from cifar_hpo.sweep.finalists import RACE_ATTR
+
+    bench = load_bench("sweep_value")
+    study = optuna.create_study()
+    assert bench.race_reference(study) is None
+    correct = np.array([True, False, True, True])
+    arms = [
+        {"trial": 3, "reference": False, "test_acc": [0.91, 0.92], "correct": None,
+         "epochs": [10.0, 10.0], "seconds": [700.0, 700.0]},
+        {"trial": 0, "reference": True, "test_acc": [0.90, 0.905],
+         "correct": pack_correct(correct), "epochs": [10.0, 10.0], "seconds": [600.0, 660.0]},
+    ]  # fmt: skip
+    study.set_user_attr(RACE_ATTR, {"epochs": 10.0, "arms": arms})
+    arm = bench.race_reference(study)
+    assert arm["test_acc"] == [0.90, 0.905] and arm["epochs"] == 10.0
+    assert arm["correct"].tolist() == correct.tolist()
+    assert arm["seconds_per_epoch"] == pytest.approx(63.0)
+    assert arm["minutes"] == pytest.approx([10.0, 11.0]) and "trial 0" in arm["source"]
+    del arms[1]["seconds"]
+    study.set_user_attr(RACE_ATTR, {"epochs": 10.0, "arms": arms})
+    assert bench.race_reference(study) is None
 
 
 def test_refit_is_planned_with_the_best_trials_own_speed_not_the_probe():

@@ -129,6 +129,9 @@ def test_finalists_race_on_seeds_and_the_champion_is_the_best_mean(tiny_data):
     record = study.user_attrs[RACE_ATTR]
     assert record["champion_trial"] == out.champion.trial.number
     assert record["selected_on"] == "validation" and len(record["arms"]) == 3
+    for arm in record["arms"]:  # seconds per run: bench/sweep_value.py scales the recipe by them
+        assert arm["epochs"] == [1.0, 1.0] and len(arm["seconds"]) == 2
+        assert all(s > 0 for s in arm["seconds"])
     assert study.user_attrs["refit"]["trial"] == out.promoted.trial.number
     assert study.user_attrs["refit"]["promoted"] is True
 

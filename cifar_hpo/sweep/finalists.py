@@ -99,6 +99,8 @@ class Arm:
             "test_acc": self.accuracies("test_acc"),
             "val_acc": self.accuracies("val_acc"),
             "run_ids": [r.run_id for r in self.runs],
+            "epochs": [r.epochs for r in self.runs],
+            "seconds": [r.seconds for r in self.runs],
             "correct": pack_correct(self.correct) if self.correct is not None else None,
         }
 
