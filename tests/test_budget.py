@@ -509,6 +509,20 @@ def test_a_slow_machine_raises_the_refit_share_to_the_recipes_epochs():
     capped = plan_sweep(600.0, **slow, refit_share=0.35, refit_holdout=False, refit_min_epochs=10)
     assert capped.refit_s == pytest.approx((600.0 - 12.0) * MAX_REFIT_SHARE)
     assert capped.refit_epochs < 10
+    assert any("a budget of ~" in n and "would hold them" in n for n in capped.notes)
+    # a share already at the cap is not "raised"; the note says what budget would do
+    at_cap = plan_sweep(
+        600.0, **slow, refit_share=MAX_REFIT_SHARE, refit_holdout=False, refit_min_epochs=10
+    )
+    assert at_cap.refit_s == pytest.approx(capped.refit_s)
+    assert not any("raised" in n for n in at_cap.notes), at_cap.notes
+    hold = next(n for n in at_cap.notes if "would hold them" in n)
+    minutes = int(re.search(r"a budget of ~(\d+) min", hold).group(1))
+    bigger = plan_sweep(
+        minutes * 60.0, **slow, refit_share=MAX_REFIT_SHARE, refit_holdout=False,
+        refit_min_epochs=10,
+    )  # fmt: skip
+    assert bigger.refit_epochs >= 10, bigger.notes
 
 
 def test_refit_min_epochs_above_the_refit_epochs_is_refused():

@@ -327,13 +327,22 @@ def refit_seconds(
     reference at ``min_epochs``, their test pass included) fit; the raise goes to ``notes``."""
     refit_s = usable_s * share
     needed_s = 1.01 * min_run_s * runs
-    if min_epochs and needed_s > refit_s:
-        refit_s = min(needed_s, usable_s * MAX_REFIT_SHARE)
+    if not min_epochs or needed_s <= refit_s:
+        return refit_s
+    capped_s = usable_s * MAX_REFIT_SHARE
+    if refit_s < capped_s:
         notes.append(
-            f"refit share raised from {share:.0%} to {refit_s / usable_s:.0%} so that the "
-            f"refit gets its minimum {min_epochs:g} epochs"
+            f"refit share raised from {share:.0%} to {min(needed_s, capped_s) / usable_s:.0%} "
+            f"so that the refit gets its minimum {min_epochs:g} epochs"
         )
-    return refit_s
+    if needed_s > capped_s:
+        # the search keeps its share: a budget this small cannot hold the minimum here
+        notes.append(
+            f"the refit's minimum {min_epochs:g} epochs need {needed_s / 60:.1f} min here "
+            f"({runs} runs), more than {MAX_REFIT_SHARE:.0%} of the budget: "
+            f"a budget of ~{math.ceil(needed_s / MAX_REFIT_SHARE / 60)} min would hold them"
+        )
+    return max(refit_s, min(needed_s, capped_s))
 
 
 def plan_race(
