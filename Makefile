@@ -8,6 +8,8 @@ STUDY  ?= baseline
 # pytest processes for `make test` (pytest-xdist; each runs torch on one thread). Tests marked
 # xdist_group("wall-clock") share one process: budgets and worker processes never overlap.
 TEST_WORKERS ?= 2
+# extra pytest arguments, e.g. PYTEST_ARGS="--durations=20" or PYTEST_ARGS="-k budget"
+PYTEST_ARGS ?=
 BUDGET ?= 30m
 
 .PHONY: install test lint data train recipe-check sweep best reproduce-readme-table bench clean \
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check cifar_hpo tests bench
