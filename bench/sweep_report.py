@@ -134,12 +134,13 @@ def render(
         )
     if best is not None:
         params = ", ".join(f"`{k}` {_value(v)}" for k, v in sorted(best["params"].items()))
-        test = "-" if best["test_acc"] is None else f"{100 * best['test_acc']:.2f} %"
+        # budget.search_test false: search trials leave the test set to the refit and race
+        test = "" if best["test_acc"] is None else f", test **{100 * best['test_acc']:.2f} %**"
         size = "" if best.get("num_params") is None else f", {best['num_params']:,.0f} parameters"
         lines += [
             "",
-            f"Champion: trial {best['number']}, validation **{100 * best['value']:.2f} %**, "
-            f"test **{test}** at the study's per-trial budget{size} (registry "
+            f"Champion: trial {best['number']}, validation **{100 * best['value']:.2f} %**"
+            f"{test} at the study's per-trial budget{size} (registry "
             f"`cifar-hpo-{report['study']}` version {best['registry_version'] or '-'}, alias "
             f"`champion`); {params}.",
         ]

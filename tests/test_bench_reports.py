@@ -154,6 +154,14 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
     assert "Champion: trial 2, validation **86.00 %**, test **85.50 %**" in text
     assert "version 3" in text and "`optim.lr` 0.03" in text
     assert "Command: `python bench/sweep_report.py --study s --storage" in text
+    # trials that skipped the test pass (budget.search_test false) show validation only
+    untested = optuna.create_study(study_name="u", storage=storage, direction="maximize")
+    untested.enqueue_trial({"optim.lr": 0.1})
+    untested.optimize(lambda t: t.suggest_float("optim.lr", 1e-3, 1.0, log=True), n_trials=1)
+    readme.write_text(README.format(name="sweep"))
+    bench.main(["--study", "u", "--storage", storage, "--readme", str(readme)])
+    text = " ".join(readme.read_text().split())
+    assert "Champion: trial 0, validation **10.00 %** at the study's per-trial budget" in text
 
 
 def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(tmp_path):

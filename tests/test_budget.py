@@ -483,6 +483,22 @@ def test_refit_without_holdout_plans_and_trains_on_the_whole_split(tiny_data):
     assert study.user_attrs["refit"]["val_acc"] is None
 
 
+def test_a_trial_that_scores_the_test_set_is_planned_with_its_test_pass():
+    """budget.search_test: a trial that also scores the 10,000 test images costs their TTA
+    passes in the plan (the baseline study's trials once took ~2.6 min against a planned
+    ~1.5), so fewer trials are expected in the same search time; false plans without it."""
+    from cifar_hpo.sweep.plan import EVAL_SPEEDUP
+
+    plan = {**PLAN, "pruner": "none", "fidelity": "complete"}
+    without = plan_sweep(3600.0, **plan, search_test=False)
+    tested = plan_sweep(3600.0, **plan, search_test=True)
+    mean_speed = (3000.0 + 800.0) / 2
+    test_pass = 10_000 * PLAN["tta_passes"] / (mean_speed * EVAL_SPEEDUP)
+    assert tested.trial_s == pytest.approx(without.trial_s + test_pass)
+    assert tested.full_trial_s == pytest.approx(without.full_trial_s + test_pass)
+    assert tested.expected_trials < without.expected_trials
+
+
 def test_a_slow_machine_raises_the_refit_share_to_the_recipes_epochs():
     """budget.refit_min_epochs: where the refit share would give the refit fewer epochs than
     the reference recipe's own (a slow CPU: airbench94 at ~270 images/s), the plan takes the

@@ -134,6 +134,19 @@ def test_two_trial_study_tracks_everything_and_resumes(project):
     assert listing.exit_code == 0 and "tiny" in listing.output
 
 
+def test_search_trials_skip_the_test_pass_when_the_study_says_so(project):
+    """budget.search_test false: a completed search trial is scored on validation only (no
+    test_acc on the trial or its MLflow run); the test set is left to the refit or race."""
+    write_spec("notest", budget={"epochs": 1, "train_fraction": 1.0, "search_test": False})
+    sweep("notest", 1)
+    (trial,) = load("notest").trials
+    assert trial.state.name == "COMPLETE" and trial.value is not None
+    assert "test_acc" not in trial.user_attrs
+    _, (run,) = runs_of(MlflowClient(), "notest")
+    assert "final_val_acc" in run.data.metrics
+    assert not any(k.startswith("test_") for k in run.data.metrics), run.data.metrics
+
+
 def test_bad_trial_is_pruned_and_failures_do_not_stop_the_study(project):
     write_spec(
         "prune",

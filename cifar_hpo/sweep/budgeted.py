@@ -134,6 +134,7 @@ def plan_study(prep: PreparedSweep, speeds, budget_s: float, overrides) -> Sweep
         seeds=spec.refit.seeds,
         test_images=len(prep.data.test_labels),
         fidelity=spec.budget.fidelity,
+        search_test=spec.budget.search_test,
     )
 
 

@@ -260,6 +260,7 @@ class TrialCosts:
     min_resource: int
     eta: int
     pruned: bool
+    test_images: int = 0  # scored after each completed trial (budget.search_test)
 
     def rungs(self, epochs: int) -> list[int]:
         """The pruner's rungs for a search of ``epochs`` (``[epochs]`` unpruned)."""
@@ -273,8 +274,9 @@ class TrialCosts:
         one = epoch_seconds(images, self.mean_speed, self.val_images, self.tta_passes)
         worst = epoch_seconds(images, self.slowest, self.val_images, self.tta_passes)
         expected = expected_epochs(self.rungs(epochs), self.eta, epochs, self.pruned)
-        trial = expected * one + TRIAL_OVERHEAD_S
-        return images, trial, epochs * worst
+        test = self.test_images * self.tta_passes / (self.mean_speed * EVAL_SPEEDUP)
+        trial = expected * one + TRIAL_OVERHEAD_S + test
+        return images, trial, epochs * worst + test
 
 
 def fit_fidelity(
@@ -395,6 +397,7 @@ def plan_sweep(
     seeds: int = 1,
     test_images: int = 10_000,
     fidelity: str = "mid-schedule",
+    search_test: bool = False,
 ) -> SweepPlan:
     """Plan a study of ``budget_s`` seconds on this machine.
 
@@ -414,6 +417,8 @@ def plan_sweep(
             champion never trains less than the recipe it has to beat): the refit share is
             raised until they fit, up to ``MAX_REFIT_SHARE`` of the budget; the search gets the
             rest.
+        search_test: each completed search trial also scores the ``test_images`` (its test
+            pass counts in the trial's cost).
 
     Raises:
         ValueError: no architecture speed, or a budget <= 0.
@@ -437,8 +442,9 @@ def plan_sweep(
     pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
     eta = reduction_factor
     costs = TrialCosts(
-        train_images, val_images, tta_passes, mean_speed, slowest, min_resource, eta, pruned
-    )
+        train_images, val_images, tta_passes, mean_speed, slowest, min_resource, eta, pruned,
+        test_images if search_test else 0,
+    )  # fmt: skip
     fraction, epochs = fit_fidelity(costs, train_fraction, epochs, search_s / MIN_TRIALS, notes)
     images, trial_s, full_s = costs(fraction, epochs)
     rungs = costs.rungs(epochs)

@@ -119,6 +119,7 @@ def run_sweep(
         parent_run_id=prep.parent_run_id,
         progress=progress,
         overrides=search.overrides,
+        evaluate_test=prep.spec.budget.search_test,
     )
     warn = (lambda text: console.print(f"[yellow]{text}[/]")) if console is not None else None
     keeper = ChampionKeeper(prep.tracker, prep.spec.top_k_models, warn, prep.spec.rules)
