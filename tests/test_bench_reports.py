@@ -162,6 +162,19 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
     bench.main(["--study", "u", "--storage", storage, "--readme", str(readme)])
     text = " ".join(readme.read_text().split())
     assert "Champion: trial 0, validation **10.00 %** at the study's per-trial budget" in text
+    # a race that promoted the recipe: the best search trial is not called the champion, and
+    # the wall time is the budget's (search and race), not the trials' span
+    race = {"epochs": 8.5, "arms": [], "promoted_trial": 7, "promoted_reference": True,
+            "summary": "no configuration beat the recipe significantly"}  # fmt: skip
+    untested.set_user_attr("race", race)
+    untested.set_user_attr("budget", {"used_s": 3402.0, "total_s": 3600.0})
+    readme.write_text(README.format(name="sweep"))
+    bench.main(["--study", "u", "--storage", storage, "--readme", str(readme)])
+    text = " ".join(readme.read_text().split())
+    assert "Study `u`: **57 min** wall time (search trials 0 min)" in text, text
+    assert "Best search trial: trial 0, validation **10.00 %**" in text
+    assert "not the registry's `champion`: the race below promoted trial 7 (the recipe)" in text
+    assert "Champion: trial 0" not in text
 
 
 def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(tmp_path):
