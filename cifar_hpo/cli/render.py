@@ -21,10 +21,6 @@ from cifar_hpo.reports import minutes, pct, sig
 console = Console()
 
 
-def _or_nan(value: float | None) -> float:
-    return float("nan") if value is None else value
-
-
 def runs_url(label: str, run_id: str | None, url: str) -> None:
     """Where to see a run in MLflow's UI (``label``: ``MLflow run``, ``MLflow parent run``)."""
     console.print(f"{label}: {run_id}  (view with `mlflow ui`, then open")
@@ -121,10 +117,11 @@ def sweep_summary(outcome, study: str, counts: dict[str, int], best) -> None:
     record = StudyRecord(outcome.study)
     if best is not None:
         version = record.champion_version(best.number)
+        test = TrialRecord(best).test_acc  # None where budget.search_test is false
         console.print(
-            f"best trial {best.number}: {primary_value(best):.4f} "
-            f"(test acc {_or_nan(TrialRecord(best).test_acc):.4f}, "
-            f"registry version {'-' if version is None else version})"
+            f"best trial {best.number}: {primary_value(best):.4f} ("
+            + ("" if test is None else f"test acc {test:.4f}, ")
+            + f"registry version {'-' if version is None else version})"
         )
     refit = record.refit
     if refit.get("test_acc") is not None and refit.get("model_id"):
