@@ -109,6 +109,16 @@ def _cell(name: str, v: Any) -> str:
     return _value(v)
 
 
+def _objective(report: dict[str, Any], value: float, bold: bool = False, label: str = "") -> str:
+    """A search value in the study's first objective: accuracies in percent, else the number
+    (``val_loss`` of seed001)."""
+    name = report["objectives"][0]
+    mark = "**" if bold else ""
+    if "loss" not in name:
+        return f"{label}{mark}{100 * value:.2f} %{mark}"
+    return f"`{name}` {mark}{value:.4f}{mark}"
+
+
 def _refit_accuracies(refit: dict[str, Any]) -> str:
     return f"validation {pct(refit.get('val_acc'))}, test **{pct(refit.get('test_acc'))}**"
 
@@ -154,9 +164,10 @@ def render(
                 f"registry `cifar-hpo-{report['study']}` version "
                 f"{best['registry_version'] or '-'}, alias `champion`"
             )
+        shown = _objective(report, best["value"], True, "validation ")
         lines += [
             "",
-            f"{head}: trial {best['number']}, validation **{100 * best['value']:.2f} %**"
+            f"{head}: trial {best['number']}, {shown}"
             f"{test} at the study's per-trial budget{size} ({registry}); {params}.",
         ]
     refit, reference = report.get("refit"), report.get("reference_refit")
@@ -171,8 +182,8 @@ def render(
         lines += [
             "",
             f"The reference recipe (trial {reference['trial']}, "
-            f"{pct(reference['search_value'])} at search fidelity) refit with the same "
-            f"{reference['epochs']:g} epochs: {_refit_accuracies(reference)}.",
+            f"{_objective(report, reference['search_value'])} at search fidelity) refit with "
+            f"the same {reference['epochs']:g} epochs: {_refit_accuracies(reference)}.",
         ]
     if race:
         arms = "; ".join(

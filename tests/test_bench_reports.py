@@ -175,6 +175,15 @@ def test_sweep_report_reads_the_study_and_rewrites_its_block(tmp_path):
     assert "Best search trial: trial 0, validation **10.00 %**" in text
     assert "not the registry's `champion`: the race below promoted trial 7 (the recipe)" in text
     assert "Champion: trial 0" not in text
+    # a loss objective is shown as the number it is, not as a percentage
+    lossy = optuna.create_study(study_name="l", storage=storage, direction="minimize")
+    lossy.set_metric_names(["val_loss"])
+    lossy.enqueue_trial({"optim.lr": 0.5})
+    lossy.optimize(lambda t: t.suggest_float("optim.lr", 1e-3, 1.0, log=True) * 2, n_trials=1)
+    readme.write_text(README.format(name="sweep"))
+    bench.main(["--study", "l", "--storage", storage, "--readme", str(readme)])
+    text = " ".join(readme.read_text().split())
+    assert "Champion: trial 0, `val_loss` **1.0000** at the study's per-trial budget" in text
 
 
 def test_sweep_report_of_a_multi_objective_study_shows_front_refit_and_aliases(tmp_path):
