@@ -230,6 +230,11 @@ def expected_epochs(rungs: list[int], eta: int, epochs: int, pruned: bool) -> fl
     return total
 
 
+def test_pass_seconds(test_images: int, images_per_sec: float, tta_passes: int) -> float:
+    """One scoring of ``test_images`` with ``tta_passes`` forward passes each (seconds)."""
+    return test_images * tta_passes / (images_per_sec * EVAL_SPEEDUP)
+
+
 def epoch_seconds(images: int, images_per_sec: float, val_images: int, tta_passes: int) -> float:
     """One epoch: training plus one validation pass."""
     train = images / images_per_sec
@@ -274,7 +279,7 @@ class TrialCosts:
         one = epoch_seconds(images, self.mean_speed, self.val_images, self.tta_passes)
         worst = epoch_seconds(images, self.slowest, self.val_images, self.tta_passes)
         expected = expected_epochs(self.rungs(epochs), self.eta, epochs, self.pruned)
-        test = self.test_images * self.tta_passes / (self.mean_speed * EVAL_SPEEDUP)
+        test = test_pass_seconds(self.test_images, self.mean_speed, self.tta_passes)
         trial = expected * one + TRIAL_OVERHEAD_S + test
         return images, trial, epochs * worst + test
 
@@ -434,7 +439,7 @@ def plan_sweep(
         if refit_holdout
         else epoch_seconds(train_images + val_images, mean_speed, 0, tta_passes)
     )
-    test_s = test_images * tta_passes / (mean_speed * EVAL_SPEEDUP)  # once per refit run
+    test_s = test_pass_seconds(test_images, mean_speed, tta_passes)  # once per refit run
     one_run_s = full_epoch_s * (refit_min_epochs or 0) + test_s
     refit_s = refit_seconds(budget_s - reserve_s, refit_share, refit_min_epochs, one_run_s,
                             max(1, refit_runs), notes)  # fmt: skip
