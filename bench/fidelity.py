@@ -271,10 +271,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = render(args, rows, table, stamp_text, command.strip())
     print(text)
     report = {"rows": rows, "table": table}
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
-    if args.readme:
+    if args.readme:  # before the JSON: the block is what the run is for
         rewrite_readme(args.readme, text, f"fidelity-{args.study}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
     return report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 import pytest
@@ -60,7 +61,8 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
     report = bench.main(
         ["--study", "tinyf", "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
          "--size", "3", "--full-epochs", "2", "--train-fraction", "1.0",
-         "--complete-epochs", "1", "--subsets", "2@0.5", "--readme", str(readme)]
+         "--complete-epochs", "1", "--subsets", "2@0.5", "--readme", str(readme),
+         "--json", str(tmp_path / "results" / "fidelity-tinyf.json")]
     )  # fmt: skip
     rows, table = report["rows"], report["table"]
     assert len(rows) == 3 and rows[0]["params"] == {"optim.lr": 0.01}
@@ -86,6 +88,8 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
     assert "| data-subset | complete schedule of 2 on 50 % of the images | 50 % |" in text
     assert "data-subset at its first decision: rho" in text
     assert "Command: `python bench/fidelity.py --study tinyf" in text
+    saved = json.loads((tmp_path / "results" / "fidelity-tinyf.json").read_text())
+    assert [r["full"] for r in saved["rows"]] == full
 
 
 def test_a_subset_is_epochs_at_a_share_of_the_images():
