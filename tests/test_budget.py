@@ -25,6 +25,9 @@ from cifar_hpo.sweep.budget import BUDGET_ATTR, budget_clock, parse_duration
 from cifar_hpo.sweep.plan import (
     MIN_TRAIN_TO_VAL,
     MIN_TRIALS,
+    RACE_MARGIN,
+    RACE_RUN_OVERHEAD_S,
+    end_reserve,
     plan_sweep,
     successive_halving_rungs,
 )
@@ -89,7 +92,31 @@ def test_small_budgets_lower_the_epochs_before_validation_outweighs_training():
     tiny = plan_sweep(100.0, **PLAN)
     assert tiny.epochs == 3 and 0.05 <= tiny.train_fraction < floor
     big = plan_sweep(3600.0, **PLAN)
-    assert big.epochs == 5 and big.train_fraction == 0.4 and not big.notes
+    assert big.epochs == 5 and big.train_fraction == 0.4
+    assert all(n.startswith("the race needs") for n in big.notes), big.notes  # nothing lowered
+
+
+def test_a_race_that_needs_less_than_its_share_gives_the_rest_to_the_search():
+    """The race at its full size (the spec's finalists x seeds x epochs) keeps RACE_MARGIN x
+    its planned seconds plus RACE_RUN_OVERHEAD_S per run; the search gets the rest of the
+    refit share. A race that needs the whole share, or was lowered to fit it, keeps it all."""
+    race = dict(PLAN, refit_share=0.55, refit_runs=2, finalists=1, seeds=3, refit_min_epochs=10)
+
+    def share_s(budget):
+        return (budget - end_reserve(budget)) * 0.55
+
+    roomy = plan_sweep(7200.0, **race)
+    assert (roomy.race.runs, roomy.race.epochs, roomy.race.notes) == (6, 10, ())
+    kept = RACE_MARGIN * roomy.race.seconds + RACE_RUN_OVERHEAD_S * 6
+    assert roomy.refit_s == pytest.approx(kept) and kept < 0.6 * share_s(7200.0)
+    assert roomy.search_s == pytest.approx(7200.0 - end_reserve(7200.0) - kept)
+    assert any("the search gets the other" in n for n in roomy.notes), roomy.notes
+    assert roomy.expected_trials * roomy.trial_s > share_s(7200.0) / 0.55 * 0.45  # more trials
+    for budget in (3600.0, 1800.0):  # the race fits without the margin / was lowered
+        plan = plan_sweep(budget, **race)
+        assert plan.refit_s == pytest.approx(share_s(budget))
+        assert not any("the search gets the other" in n for n in plan.notes)
+    assert plan.race.notes  # 1800 s: lowered
 
 
 def test_plan_lowers_fidelity_only_when_too_few_trials_fit():

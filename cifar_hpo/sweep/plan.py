@@ -42,6 +42,8 @@ MIN_TRAIN_TO_VAL = 2.0  # an epoch's training seconds per validation second, bef
 MIN_EPOCH_SHARE = 0.5  # search epochs may be lowered to this share of the spec's
 DEFAULT_REFIT_SHARE = 0.25
 MAX_REFIT_SHARE = 0.6  # the most of the budget a refit's minimum epochs may take from the search
+RACE_MARGIN = 1.25  # the refit keeps this times the race's planned seconds when it needs less,
+RACE_RUN_OVERHEAD_S = 10.0  # plus this per run: MLflow run, LoggedModel and registry calls
 #: seconds per trial outside training (MLflow run, plots, Optuna storage; a top-k model logged)
 TRIAL_OVERHEAD_S = 2.0
 #: seconds kept at the end: the refit's model logging and the study summary and plots
@@ -381,6 +383,23 @@ def plan_race(
     return race
 
 
+def give_back_spare_refit(refit_s: float, race: FinalistPlan, notes: list[str]) -> float:
+    """Seconds the refit keeps: all of ``refit_s``, unless the race at its full size (the
+    spec's finalists x seeds x epochs) needs less; then ``RACE_MARGIN`` times what it needs
+    plus ``RACE_RUN_OVERHEAD_S`` per run, and the rest goes to the search (said in ``notes``).
+    The margin covers what the probe's speed does not see (each run's first-epoch warm-up,
+    a finalist slower than the mean, tracking); the race is planned again from what is left."""
+    kept_s = RACE_MARGIN * race.seconds + RACE_RUN_OVERHEAD_S * race.runs
+    if race.epochs <= 0 or race.notes or kept_s >= refit_s:
+        return refit_s
+    notes.append(
+        f"the race needs ~{format_minutes(race.seconds)} of the {format_minutes(refit_s)} "
+        f"kept for it: the search gets the other {format_minutes(refit_s - kept_s)} "
+        f"(a {RACE_MARGIN:g}x margin stays with the race)"
+    )
+    return kept_s
+
+
 def plan_sweep(
     budget_s: float,
     *,
@@ -414,7 +433,8 @@ def plan_sweep(
         val_images: validation images scored each epoch; ``tta_passes`` forward passes each.
         pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
         refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
-        refit_share: share of the budget kept for the refit.
+        refit_share: share of the budget kept for the refit (less when the race at its full
+            size needs less: the rest goes to the search, see :func:`give_back_spare_refit`).
         refit_runs: 2: the reference recipe is raced beside the finalists (1: not).
         refit_holdout: the refit keeps the validation images out of training and scores them
             each epoch; False: it trains on ``train_images + val_images`` without validation.
@@ -443,6 +463,9 @@ def plan_sweep(
     one_run_s = full_epoch_s * (refit_min_epochs or 0) + test_s
     refit_s = refit_seconds(budget_s - reserve_s, refit_share, refit_min_epochs, one_run_s,
                             max(1, refit_runs), notes)  # fmt: skip
+    race = plan_race(refit_s, full_epoch_s, test_s, finalists, seeds, refit_runs > 1,
+                     refit_epochs, refit_min_epochs, notes)  # fmt: skip
+    refit_s = give_back_spare_refit(refit_s, race, notes)
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
     eta = reduction_factor
@@ -456,8 +479,6 @@ def plan_sweep(
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    race = plan_race(refit_s, full_epoch_s, test_s, finalists, seeds, refit_runs > 1,
-                     refit_epochs, refit_min_epochs, notes)  # fmt: skip
     refit = race.epochs if race.epochs > 0 else 0.0
     return SweepPlan(
         budget_s=budget_s,
