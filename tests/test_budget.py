@@ -93,6 +93,9 @@ def test_small_budgets_lower_the_epochs_before_validation_outweighs_training():
     assert tiny.epochs == 3 and 0.05 <= tiny.train_fraction < floor
     big = plan_sweep(3600.0, **PLAN)
     assert big.epochs == 5 and big.train_fraction == 0.4
+    one_arch = dict(PLAN, images_per_sec={"airbench": 3000.0}, fidelity="complete")
+    complete = plan_sweep(3600.0, **one_arch)  # no trial cut short, so
+    assert complete.full_trial_s >= complete.trial_s  # "~N s (an unpruned one up to M s)", M >= N
     assert all(n.startswith("the race needs") for n in big.notes), big.notes  # nothing lowered
 
 

@@ -283,7 +283,7 @@ class TrialCosts:
         expected = expected_epochs(self.rungs(epochs), self.eta, epochs, self.pruned)
         test = test_pass_seconds(self.test_images, self.mean_speed, self.tta_passes)
         trial = expected * one + TRIAL_OVERHEAD_S + test
-        return images, trial, epochs * worst + test
+        return images, trial, epochs * worst + TRIAL_OVERHEAD_S + test
 
 
 def fit_fidelity(
