@@ -10,8 +10,8 @@ What is measured (training images per second, forward + backward + optimizer ste
    with ``data.train_fraction`` chosen so that one epoch is ``--steps`` optimizer steps. The
    first epoch is the warm-up; the figure is images / training seconds over the later epochs
    (the ``images_per_sec`` the engine records, pooled over those epochs).
-3. **seed-style**: what source projects 000/001 do: torchvision ``ImageFolder`` over the JPEG
-   class folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+3. **source-project-style**: what source projects 000/001 do: torchvision ``ImageFolder``
+   over the JPEG class folders, per-image ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
    ``ToTensor``, ``Normalize`` in a ``DataLoader(num_workers=2, shuffle=True)``, training the
    same model with the same optimizer and autocast (batches are moved to the model's memory
    format, as our ``InputTransform`` does). Images over ``--steps`` steps after ``--warmup``
@@ -26,19 +26,19 @@ The machine's speed varies (2 shared CPU cores here), so only ratios from one ru
 comparable; the load average is recorded before and after each path. ``--rounds N`` repeats
 the three paths interleaved and reports medians, which resists a neighbour's load spikes.
 Each path also reports CPU milliseconds per image (the process's threads plus, for
-seed-style, its DataLoader workers), a second view that depends less on how much of the CPU
-the run got.
+source-project-style, its DataLoader workers), a second view that depends less on how much of
+the CPU the run got.
 
 Caveats when other processes share the cores: (1) with the default OpenMP wait policy,
 torch's two threads spin at every barrier while the other one is descheduled; that time is
 wasted and counts as CPU time too, so every path slows down several times over, and unevenly.
 ``OMP_WAIT_POLICY=PASSIVE`` (set it in the environment before Python starts) avoids most of
-that. (2) seed-style runs four busy threads (two torch threads, two workers) against the two
-of the other paths, so on a loaded machine it gets a bigger share of the CPU than they do and
-looks better than it would on an idle one.
+that. (2) source-project-style runs four busy threads (two torch threads, two workers) against
+the two of the other paths, so on a loaded machine it gets a bigger share of the CPU than they
+do and looks better than it would on an idle one.
 
 Targets (issue): with ``--policy flip-crop`` and ``seed000_cnn``,
-ours >= 0.95 x pure compute and ours >= 1.5 x seed-style.
+ours >= 0.95 x pure compute and ours >= 1.5 x source-project-style.
 
 Batch size defaults to 256, between source project 000's 64 and the engine's default of 512:
 large enough that per-step Python overhead does not dominate a model this small, small enough
@@ -100,7 +100,7 @@ from cifar_hpo.reproduce.recipes import recipe_config
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 TARGET_VS_COMPUTE = 0.95
-TARGET_VS_SEED = 1.5
+TARGET_VS_SOURCE = 1.5
 #: (label, policy, strength) timed by the augmentation-cost section.
 AUGMENT_CASES = (
     ("none", "none", 0.0),
@@ -264,7 +264,7 @@ def ensure_jpeg_folder(archive: Path, dest: Path) -> Path:
     return train_dir
 
 
-def measure_seed_style(
+def measure_source_project_style(
     config: TrainConfig,
     train_dir: Path,
     mean: tuple[float, ...],
@@ -397,7 +397,8 @@ def measure_augment(data: CifarData, batch_size: int, batches: int, device_name:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Training images/s: pure compute vs engine.train vs seed-style DataLoader.",
+        description="Training images/s: pure compute vs engine.train vs a source project's "
+        "DataLoader.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", default="seed000_cnn", choices=list_models())
@@ -426,7 +427,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fix glibc's mmap/trim thresholds first (no page-fault churn; see docstring)",
     )
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers, seed-style path")
+    p.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers, source-project-style path"
+    )
     p.add_argument("--rounds", type=int, default=1, help="repeat the three paths interleaved")
     p.add_argument("--augment-cost", choices=("on", "off", "only"), default="on")
     p.add_argument("--augment-batches", type=int, default=20)
@@ -456,9 +459,11 @@ def render_block(results: dict[str, Any], command: str, device, use_amp: bool) -
     labels = {
         "compute": "pure forward+backward on in-memory tensors",
         "ours": "ours (uint8 cache + batch augmentation + `engine.train`)",
-        "seed_style": "seed-style (ImageFolder JPEGs + per-image transforms, DataLoader)",
+        "source_style": (
+            "source-project-style (ImageFolder JPEGs + per-image transforms, DataLoader)"
+        ),
     }
-    ratio = {"compute": 1.0, "ours": s["ours_vs_compute"], "seed_style": s["seed_vs_compute"]}
+    ratio = {"compute": 1.0, "ours": s["ours_vs_compute"], "source_style": s["source_vs_compute"]}
     for path, label in labels.items():
         ms = s["cpu_ms_per_image"].get(path)
         ms_text = f"{ms:.2f}" if ms is not None and ms == ms else "-"
@@ -467,12 +472,13 @@ def render_block(results: dict[str, Any], command: str, device, use_amp: bool) -
         "",
         f"Ours / pure compute **{s['ours_vs_compute']:.2f}x** (target >= {TARGET_VS_COMPUTE}x: "
         f"{'met' if s['ours_vs_compute'] >= TARGET_VS_COMPUTE else 'not met'}); ours / "
-        f"seed-style **{s['ours_vs_seed']:.2f}x**"
+        f"source-project-style **{s['ours_vs_source']:.2f}x**"
         + (
-            f" (target >= {TARGET_VS_SEED}x for `seed000_cnn`: "
-            f"{'met' if s['ours_vs_seed'] >= TARGET_VS_SEED else 'not met'})."
+            f" (target >= {TARGET_VS_SOURCE}x for `seed000_cnn`: "
+            f"{'met' if s['ours_vs_source'] >= TARGET_VS_SOURCE else 'not met'})."
             if results["model"] == "seed000_cnn"
-            else " (the seed-style target is set for `seed000_cnn`, whose steps are cheap)."
+            else " (the source-project-style target is set for `seed000_cnn`, whose steps are "
+            "cheap)."
         ),
         "",
         stamp(command, device, use_amp, ROOT),
@@ -495,10 +501,10 @@ def print_summary(console: Console, summary: dict[str, Any], args: argparse.Name
     labels = {
         "compute": "pure compute",
         "ours": "ours",
-        "seed_style": "seed-style",
+        "source_style": "source-project-style",
     }
     vs_compute = {"compute": 1.0, "ours": summary["ours_vs_compute"]}
-    vs_compute["seed_style"] = summary["seed_vs_compute"]
+    vs_compute["source_style"] = summary["source_vs_compute"]
     for path, label in labels.items():
         ms = cpu.get(path)
         known = ms is not None and ms == ms  # not None, not nan
@@ -513,17 +519,20 @@ def print_summary(console: Console, summary: dict[str, Any], args: argparse.Name
     console.print(table)
     console.print(
         "pure compute = synthetic batch in memory; ours = engine.train on the uint8 cache; "
-        f"seed-style = ImageFolder JPEGs + per-image transforms, DataLoader({args.workers} workers)"
+        "source-project-style = ImageFolder JPEGs + per-image transforms, "
+        f"DataLoader({args.workers} workers)"
     )
     console.print(
         f"ours / pure compute = {_fmt_ratio(summary['ours_vs_compute'], TARGET_VS_COMPUTE)}"
     )
-    console.print(f"ours / seed-style   = {_fmt_ratio(summary['ours_vs_seed'], TARGET_VS_SEED)}")
-    if all(cpu.get(p) for p in ("compute", "ours", "seed_style")):
+    console.print(
+        f"ours / source-project-style   = {_fmt_ratio(summary['ours_vs_source'], TARGET_VS_SOURCE)}"
+    )
+    if all(cpu.get(p) for p in ("compute", "ours", "source_style")):
         console.print(
             "by CPU cost (less sensitive to other load): ours / compute = "
-            f"{cpu['compute'] / cpu['ours']:.2f}x, ours / seed-style = "
-            f"{cpu['seed_style'] / cpu['ours']:.2f}x"
+            f"{cpu['compute'] / cpu['ours']:.2f}x, ours / source-project-style = "
+            f"{cpu['source_style'] / cpu['ours']:.2f}x"
         )
 
 
@@ -586,14 +595,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_dir = ensure_jpeg_folder(args.archive, args.jpeg_dir)
         for r in range(args.rounds):
             row: dict[str, Any] = {}
-            for name in ("compute", "ours", "seed_style"):
+            for name in ("compute", "ours", "source_style"):
                 before = load()[0]
                 if name == "compute":
                     m = measure_compute(config, data.num_classes, args.steps, args.warmup)
                 elif name == "ours":
                     m = measure_ours(config, data)
                 else:
-                    m = measure_seed_style(
+                    m = measure_source_project_style(
                         config,
                         train_dir,
                         data.mean,
@@ -609,10 +618,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"({m['images']} images, {m['seconds']:.1f} s; load {before:.2f} -> "
                     f"{m['load_after']:.2f})"
                 )
-            rate = {name: row[name]["images_per_sec"] for name in ("compute", "ours", "seed_style")}
+            rate = {
+                name: row[name]["images_per_sec"] for name in ("compute", "ours", "source_style")
+            }
             row["ours_vs_compute"] = rate["ours"] / rate["compute"]
-            row["seed_vs_compute"] = rate["seed_style"] / rate["compute"]
-            row["ours_vs_seed"] = rate["ours"] / rate["seed_style"]
+            row["source_vs_compute"] = rate["source_style"] / rate["compute"]
+            row["ours_vs_source"] = rate["ours"] / rate["source_style"]
             results["rounds"].append(row)
 
         rounds = results["rounds"]
@@ -621,11 +632,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             vals = [rd[path][key] for rd in rounds if rd[path].get(key) is not None]
             return statistics.median(vals) if vals else float("nan")
 
-        paths = ("compute", "ours", "seed_style")
+        paths = ("compute", "ours", "source_style")
         summary: dict[str, Any] = {p: med(p) for p in paths}
         summary["cpu_ms_per_image"] = {p: med(p, "cpu_ms_per_image") for p in paths}
         summary["page_faults_per_step"] = {p: med(p, "page_faults_per_step") for p in paths}
-        for key in ("ours_vs_compute", "seed_vs_compute", "ours_vs_seed"):
+        for key in ("ours_vs_compute", "source_vs_compute", "ours_vs_source"):
             summary[key] = statistics.median(rd[key] for rd in rounds)
         results["summary"] = summary
         print_summary(console, summary, args)

@@ -89,11 +89,11 @@ def test_throughput_block_has_ratios_and_stamp(tmp_path):
     summary = {
         "compute": 200.0,
         "ours": 194.0,
-        "seed_style": 90.0,
+        "source_style": 90.0,
         "ours_vs_compute": 0.97,
-        "seed_vs_compute": 0.45,
-        "ours_vs_seed": 2.16,
-        "cpu_ms_per_image": {"compute": 10.0, "ours": 10.3, "seed_style": 25.0},
+        "source_vs_compute": 0.45,
+        "ours_vs_source": 2.16,
+        "cpu_ms_per_image": {"compute": 10.0, "ours": 10.3, "source_style": 25.0},
     }
     results = {
         "model": "airbench94",
@@ -110,7 +110,10 @@ def test_throughput_block_has_ratios_and_stamp(tmp_path):
         "| ours (uint8 cache + batch augmentation + `engine.train`) | 194 | 0.97x | 10.30 |" in text
     )
     assert "Ours / pure compute **0.97x** (target >= 0.95x: met)" in text
-    assert "ours / seed-style **2.16x** (the seed-style target is set for `seed000_cnn`" in text
+    assert (
+        "ours / source-project-style **2.16x** (the source-project-style target is set for "
+        "`seed000_cnn`" in text
+    )
     assert "Command: `python bench/throughput.py --recipe airbench94`" in text
     assert "CPU features: " in text and "device cpu, precision fp32" in text
 
