@@ -25,12 +25,11 @@ from cifar_hpo.sweep.budget import BUDGET_ATTR, budget_clock, parse_duration
 from cifar_hpo.sweep.plan import (
     MIN_TRAIN_TO_VAL,
     MIN_TRIALS,
-    RACE_MARGIN,
-    RACE_RUN_OVERHEAD_S,
     end_reserve,
     plan_sweep,
     successive_halving_rungs,
 )
+from cifar_hpo.sweep.race_plan import RACE_MARGIN, RACE_RUN_OVERHEAD_S
 from cifar_hpo.throughput import ThroughputCache
 
 runner = CliRunner()
@@ -583,7 +582,8 @@ def test_the_refit_uses_the_time_left_up_to_the_specs_epochs_not_the_plans():
     ran faster, the refit takes the time it was kept, up to the spec's refit_epochs. Before,
     the plan's figure capped it (a 60-minute baseline on a 271 images/s probe: 10.1 epochs
     while ~12 fit)."""
-    from cifar_hpo.sweep.plan import end_reserve, plan_finalists
+    from cifar_hpo.sweep.plan import end_reserve
+    from cifar_hpo.sweep.race_plan import plan_finalists
 
     def refit_epochs_left(left_s, epoch_s, reference=False):
         # what race_after_search gives plan_finalists: the time left, less the end reserve

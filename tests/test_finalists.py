@@ -15,7 +15,8 @@ from cifar_hpo.stats import pack_correct
 from cifar_hpo.sweep.champion import reconcile_champion
 from cifar_hpo.sweep.finalists import RACE_ATTR, Arm, decide, pick_finalists, race
 from cifar_hpo.sweep.objective import Objective
-from cifar_hpo.sweep.plan import FinalistPlan, plan_finalists, plan_sweep
+from cifar_hpo.sweep.plan import plan_sweep
+from cifar_hpo.sweep.race_plan import FinalistPlan, plan_finalists
 from cifar_hpo.sweep.refit import RefitResult
 from cifar_hpo.sweep.spec import build_pruner, parse_spec
 from cifar_hpo.tracking import NullTracker, Tracker

@@ -17,7 +17,7 @@ significantly better at ``refit.alpha``; otherwise the reference recipe's refit 
 Runs go round-robin over seeds (every arm's first seed, then every arm's second, ...), so that a
 race cut short by the budget compares arms on equal seeds.
 
-:func:`cifar_hpo.sweep.plan.plan_finalists` fits finalists x seeds x epochs into the seconds
+:func:`cifar_hpo.sweep.race_plan.plan_finalists` fits finalists x seeds x epochs into the seconds
 the plan keeps for the race.
 """
 
@@ -39,14 +39,8 @@ from cifar_hpo.record import RACE_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.stats import Comparison, compare_arms, pack_correct
 from cifar_hpo.sweep.budget import BudgetClock, format_minutes
 from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
-from cifar_hpo.sweep.plan import (
-    EVAL_SPEEDUP,
-    FinalistPlan,
-    SweepPlan,
-    end_reserve,
-    epoch_seconds,
-    plan_finalists,
-)
+from cifar_hpo.sweep.plan import EVAL_SPEEDUP, SweepPlan, end_reserve, epoch_seconds
+from cifar_hpo.sweep.race_plan import FinalistPlan, plan_finalists
 from cifar_hpo.sweep.ranking import best_trial, ranked_trials
 from cifar_hpo.sweep.refit import (
     REFERENCE_REFIT_ATTR,

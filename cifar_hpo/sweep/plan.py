@@ -34,6 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from cifar_hpo.sweep.budget import format_minutes
+from cifar_hpo.sweep.race_plan import FinalistPlan, give_back_spare_refit, plan_race
 
 EVAL_SPEEDUP = 3.0  # forward-only images/s relative to training images/s
 MIN_TRIALS = 8  # trial-equivalents the search should hold before fidelity is reduced
@@ -42,95 +43,10 @@ MIN_TRAIN_TO_VAL = 2.0  # an epoch's training seconds per validation second, bef
 MIN_EPOCH_SHARE = 0.5  # search epochs may be lowered to this share of the spec's
 DEFAULT_REFIT_SHARE = 0.25
 MAX_REFIT_SHARE = 0.6  # the most of the budget a refit's minimum epochs may take from the search
-RACE_MARGIN = 1.25  # the refit keeps this times the race's planned seconds when it needs less,
-RACE_RUN_OVERHEAD_S = 10.0  # plus this per run: MLflow run, LoggedModel and registry calls
 #: seconds per trial outside training (MLflow run, plots, Optuna storage; a top-k model logged)
 TRIAL_OVERHEAD_S = 2.0
 #: seconds kept at the end: the refit's model logging and the study summary and plots
 END_RESERVE_S = 12.0
-
-
-@dataclass(frozen=True)
-class FinalistPlan:
-    """How many refits the race runs. Times in seconds.
-
-    Attributes:
-        finalists: configurations from the search.
-        seeds: random seeds per arm (each finalist, and the reference).
-        epochs: epochs of every run on the whole training split.
-        reference: the reference recipe is raced beside them.
-        run_s: expected seconds of one run (training and its test pass).
-        notes: what was lowered to fit, one line each.
-    """
-
-    finalists: int
-    seeds: int
-    epochs: float
-    reference: bool
-    run_s: float
-    notes: tuple[str, ...] = ()
-
-    @property
-    def runs(self) -> int:
-        """Runs at most (fewer when the reference is among the finalists)."""
-        return (self.finalists + int(self.reference)) * self.seeds
-
-    @property
-    def seconds(self) -> float:
-        return self.runs * self.run_s
-
-    def line(self) -> str:
-        """``finalists: 3 x 2 seeds x 25 epochs + the reference recipe x 2 seeds = 8 runs of
-        ~10.4 min = ~83.2 min``."""
-        ref = f" + the reference recipe x {self.seeds} seeds" if self.reference else ""
-        return (
-            f"finalists: {self.finalists} x {self.seeds} seeds x {self.epochs:g} epochs{ref} = "
-            f"{self.runs} runs of ~{format_minutes(self.run_s)} = ~{format_minutes(self.seconds)}"
-        )
-
-
-def plan_finalists(
-    time_s: float,
-    epoch_s: float,
-    test_s: float,
-    *,
-    finalists: int,
-    seeds: int,
-    reference: bool,
-    epochs: float,
-    min_epochs: float | None = None,
-) -> FinalistPlan:
-    """Fit finalists x seeds x epochs into ``time_s`` seconds, at ``epoch_s`` seconds per
-    training epoch and ``test_s`` per test pass.
-
-    The epochs stay at ``epochs`` (the refit fidelity), or at least ``min_epochs`` (the
-    recipe's own) when given; finalists and seeds are lowered first, the larger one first
-    (seeds on a tie), down to 1 x 1; only then the epochs, to what fits (0: no race).
-    """
-    floor = min(epochs, min_epochs) if min_epochs else epochs
-    notes = []
-    k, s = finalists, seeds
-    arms = lambda k: k + int(reference)  # noqa: E731
-
-    def fitting_epochs(k: int, s: int) -> float:
-        runs = arms(k) * s
-        fit = (time_s / runs - test_s) / epoch_s if runs else 0.0
-        return min(float(epochs), math.floor(max(fit, 0.0) * 10) / 10)
-
-    while fitting_epochs(k, s) < floor and (k > 1 or s > 1):
-        if s > 1 and (s >= k or k == 1):
-            s -= 1
-        else:
-            k -= 1
-    chosen = fitting_epochs(k, s)
-    if (k, s) != (finalists, seeds):
-        notes.append(
-            f"race lowered from {finalists} finalists x {seeds} seeds to {k} x {s} to fit "
-            f"{format_minutes(time_s)}"
-        )
-    if chosen < epochs:
-        notes.append(f"race epochs {chosen:g} of the wanted {epochs:g} (time kept)")
-    return FinalistPlan(k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes))
 
 
 @dataclass
@@ -354,52 +270,6 @@ def refit_seconds(
     return max(refit_s, min(needed_s, capped_s))
 
 
-def plan_race(
-    refit_s: float,
-    epoch_s: float,
-    test_s: float,
-    finalists: int,
-    seeds: int,
-    reference: bool,
-    epochs: float,
-    min_epochs: float | None,
-    notes: list[str],
-) -> FinalistPlan:
-    """The finalists' race in the ``refit_s`` seconds kept for it (:func:`plan_finalists`);
-    what was lowered, or that no refit fits, goes to ``notes``."""
-    race = plan_finalists(
-        refit_s,
-        epoch_s,
-        test_s,
-        finalists=finalists,
-        seeds=seeds,
-        reference=reference,
-        epochs=epochs,
-        min_epochs=min_epochs,
-    )
-    notes += race.notes
-    if race.epochs <= 0:
-        notes.append("no time for a refit: the best trial stays the champion")
-    return race
-
-
-def give_back_spare_refit(refit_s: float, race: FinalistPlan, notes: list[str]) -> float:
-    """Seconds the refit keeps: all of ``refit_s``, unless the race at its full size (the
-    spec's finalists x seeds x epochs) needs less; then ``RACE_MARGIN`` times what it needs
-    plus ``RACE_RUN_OVERHEAD_S`` per run, and the rest goes to the search (said in ``notes``).
-    The margin covers what the probe's speed does not see (each run's first-epoch warm-up,
-    a finalist slower than the mean, tracking); the race is planned again from what is left."""
-    kept_s = RACE_MARGIN * race.seconds + RACE_RUN_OVERHEAD_S * race.runs
-    if race.epochs <= 0 or race.notes or kept_s >= refit_s:
-        return refit_s
-    notes.append(
-        f"the race needs ~{format_minutes(race.seconds)} of the {format_minutes(refit_s)} "
-        f"kept for it: the search gets the other {format_minutes(refit_s - kept_s)} "
-        f"(a {RACE_MARGIN:g}x margin stays with the race)"
-    )
-    return kept_s
-
-
 def plan_sweep(
     budget_s: float,
     *,
@@ -434,7 +304,8 @@ def plan_sweep(
         pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
         refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
         refit_share: share of the budget kept for the refit (less when the race at its full
-            size needs less: the rest goes to the search, see :func:`give_back_spare_refit`).
+            size needs less: the rest goes to the search, see
+            :func:`cifar_hpo.sweep.race_plan.give_back_spare_refit`).
         refit_runs: 2: the reference recipe is raced beside the finalists (1: not).
         refit_holdout: the refit keeps the validation images out of training and scores them
             each epoch; False: it trains on ``train_images + val_images`` without validation.
