@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from cifar_hpo.sweep.budget import format_minutes
 
 RACE_MARGIN = 1.25  # the refit keeps this times the race's planned seconds when it needs less,
-RACE_RUN_OVERHEAD_S = 10.0  # plus this per run: MLflow run, LoggedModel and registry calls
+#: plus this per run: its first epoch's warm-up, MLflow run, LoggedModel and registry calls
+#: (seed001_cnn's 5-epoch race runs took 64-82 s where the probe's speed gave 43 s, on a 2-core
+#: AMX Xeon; seed000_cnn's 25-epoch ones 4.7-5.6 min for 5.1 planned)
+RACE_RUN_OVERHEAD_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,6 @@ def give_back_spare_refit(refit_s: float, race: FinalistPlan, notes: list[str]) 
     notes.append(
         f"the race needs ~{format_minutes(race.seconds)} of the {format_minutes(refit_s)} "
         f"kept for it: the search gets the other {format_minutes(refit_s - kept_s)} "
-        f"(a {RACE_MARGIN:g}x margin stays with the race)"
+        f"({RACE_MARGIN:g}x and {RACE_RUN_OVERHEAD_S:.0f} s per run stay with the race)"
     )
     return kept_s
