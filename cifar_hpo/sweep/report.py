@@ -61,12 +61,26 @@ def study_summary(study: optuna.Study) -> dict[str, Any]:
     }
 
 
+#: legend entries a plot keeps; Optuna's intermediate-values plot names every trial in its
+#: legend, which past this many no longer fits the figure (and breaks tight_layout)
+MAX_LEGEND_ENTRIES = 20
+
+
+def drop_crowded_legend(ax: Any) -> None:
+    """Remove the legend of a single-axes plot that names more than ``MAX_LEGEND_ENTRIES``
+    lines; the lines stay."""
+    legend = ax.get_legend() if hasattr(ax, "get_legend") else None
+    if legend is not None and len(legend.get_texts()) > MAX_LEGEND_ENTRIES:
+        legend.remove()
+
+
 def study_plots(study: optuna.Study, folder: str | Path) -> list[Path]:
     """Optuna's plots as PNG files: optimization history, parameter importances (Optuna's
     default evaluator, PED-ANOVA), parallel coordinates, intermediate values and, for several
     objectives, the Pareto front (feasible and infeasible trials told apart). History,
     importances and coordinates show the first objective of a multi-objective study. Plots that
-    need more completed trials than exist are skipped."""
+    need more completed trials than exist are skipped; a legend naming more than
+    ``MAX_LEGEND_ENTRIES`` trials is dropped."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vis = optuna.visualization.matplotlib
@@ -91,6 +105,7 @@ def study_plots(study: optuna.Study, folder: str | Path) -> list[Path]:
                 warnings.simplefilter("ignore")
                 ax = make(study)
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            drop_crowded_legend(ax)
             fig.set_size_inches(9, 5)
             fig.tight_layout()
             fig.savefig(folder / f"{name}.png", dpi=100)
