@@ -44,7 +44,7 @@ COLUMNS = (
     "source project reports",
     "its recipe here",
     "tuned by cifar-hpo",
-    "difference (95 % CI across seeds; exact McNemar p)",
+    "difference (95 % CI and Welch p across seeds; exact McNemar p)",
     "registry champion",
     "trials (complete / pruned / failed)",
     "minutes used / budget",
@@ -115,9 +115,11 @@ def _cells(row: dict[str, Any]) -> list[str]:
     if cmp:
         stats = []
         if cmp.get("welch"):
-            stats.append(f"{cmp['welch']['low']:+.2f} to {cmp['welch']['high']:+.2f}")
+            welch = cmp["welch"]
+            p_value = f", Welch p = {welch['p_value']:.2g}" if "p_value" in welch else ""
+            stats.append(f"{welch['low']:+.2f} to {welch['high']:+.2f}{p_value}")
         if cmp.get("mcnemar"):
-            stats.append(f"p = {cmp['mcnemar']['p_value']:.2g}")
+            stats.append(f"McNemar p = {cmp['mcnemar']['p_value']:.2g}")
         diff += f" ({'; '.join(stats)})" if stats else ""
     c = row["counts"]
     used = "-" if row["used_min"] is None else f"{row['used_min']:.1f}"
@@ -146,8 +148,9 @@ def render(rows: list[dict[str, Any]], command: str, stamp_text: str) -> str:
         "finalists with their epochs and seeds; *tuned by cifar-hpo* is the best finalist; "
         "both mean test top-1 over the race's seeds on the 10,000 test images. The registry's "
         "`champion` is the tuned model only where it beats the recipe significantly (the "
-        "study's `refit.alpha`); the interval is Welch's across seeds, the p-value the exact "
-        "McNemar test of the two first-seed models.",
+        "study's `refit.alpha`: Welch's p across seeds where both arms have 2 or more, else "
+        "McNemar's); the interval is Welch's across seeds, McNemar's the exact test of the two "
+        "first-seed models' per-image correctness.",
         "",
         stamp_text,
     ]
