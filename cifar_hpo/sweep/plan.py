@@ -304,8 +304,7 @@ def plan_sweep(
         pruner: the spec's pruner name; ``successive_halving``/``hyperband`` get rungs.
         refit_epochs: the refit's wanted epochs on the whole training split (capped by time).
         refit_share: share of the budget kept for the refit (less when the race at its full
-            size needs less: the rest goes to the search, see
-            :func:`cifar_hpo.sweep.race_plan.give_back_spare_refit`).
+            size needs less: :func:`cifar_hpo.sweep.race_plan.give_back_spare_refit`).
         refit_runs: 2: the reference recipe is raced beside the finalists (1: not).
         refit_holdout: the refit keeps the validation images out of training and scores them
             each epoch; False: it trains on ``train_images + val_images`` without validation.
