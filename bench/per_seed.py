@@ -116,8 +116,9 @@ def _cells(row: dict[str, Any]) -> list[str]:
         stats = []
         if cmp.get("welch"):
             welch = cmp["welch"]
-            p_value = f", Welch p = {welch['p_value']:.2g}" if "p_value" in welch else ""
-            stats.append(f"{welch['low']:+.2f} to {welch['high']:+.2f}{p_value}")
+            stats.append(
+                f"{welch['low']:+.2f} to {welch['high']:+.2f}, Welch p = {welch['p_value']:.2g}"
+            )
         if cmp.get("mcnemar"):
             stats.append(f"McNemar p = {cmp['mcnemar']['p_value']:.2g}")
         diff += f" ({'; '.join(stats)})" if stats else ""

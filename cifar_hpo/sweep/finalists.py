@@ -39,7 +39,7 @@ from cifar_hpo.record import RACE_ATTR  # noqa: F401 (re-exported)
 from cifar_hpo.stats import Comparison, compare_arms, pack_correct
 from cifar_hpo.sweep.budget import BudgetClock, format_minutes
 from cifar_hpo.sweep.objective import TRAIN_SPEED_ATTR
-from cifar_hpo.sweep.plan import EVAL_SPEEDUP, SweepPlan, end_reserve, epoch_seconds
+from cifar_hpo.sweep.plan import SweepPlan, end_reserve, epoch_seconds, test_pass_seconds
 from cifar_hpo.sweep.race_plan import FinalistPlan, plan_finalists
 from cifar_hpo.sweep.ranking import best_trial, ranked_trials
 from cifar_hpo.sweep.refit import (
@@ -326,7 +326,7 @@ def race_after_search(
     speed = refit_speed(plan, best)
     passes = tta_passes(base.tta)
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
-    test_s = len(data.test_labels) * passes / (speed * EVAL_SPEEDUP)
+    test_s = test_pass_seconds(len(data.test_labels), speed, passes)
 
     def time_left() -> float:
         return clock.left_s * 0.97 - end_reserve(clock.total_s)

@@ -34,7 +34,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from cifar_hpo.sweep.budget import format_minutes
-from cifar_hpo.sweep.race_plan import FinalistPlan, give_back_spare_refit, plan_race
+from cifar_hpo.sweep.race_plan import FinalistPlan, give_back_spare_refit, plan_finalists
 
 EVAL_SPEEDUP = 3.0  # forward-only images/s relative to training images/s
 MIN_TRIALS = 8  # trial-equivalents the search should hold before fidelity is reduced
@@ -333,23 +333,22 @@ def plan_sweep(
     one_run_s = full_epoch_s * (refit_min_epochs or 0) + test_s
     refit_s = refit_seconds(budget_s - reserve_s, refit_share, refit_min_epochs, one_run_s,
                             max(1, refit_runs), notes)  # fmt: skip
-    race = plan_race(refit_s, full_epoch_s, test_s, finalists, seeds, refit_runs > 1,
-                     refit_epochs, refit_min_epochs, notes)  # fmt: skip
+    race = plan_finalists(refit_s, full_epoch_s, test_s, finalists=finalists, seeds=seeds,
+                          reference=refit_runs > 1, epochs=refit_epochs,
+                          min_epochs=refit_min_epochs)  # fmt: skip
+    notes += race.notes
     refit_s = give_back_spare_refit(refit_s, race, notes)
     search_s = budget_s - reserve_s - refit_s
     pruned = pruner in ("successive_halving", "hyperband") and fidelity != "complete"
-    eta = reduction_factor
     costs = TrialCosts(
-        train_images, val_images, tta_passes, mean_speed, slowest, min_resource, eta, pruned,
-        test_images if search_test else 0,
+        train_images, val_images, tta_passes, mean_speed, slowest, min_resource,
+        reduction_factor, pruned, test_images if search_test else 0,
     )  # fmt: skip
     fraction, epochs = fit_fidelity(costs, train_fraction, epochs, search_s / MIN_TRIALS, notes)
     images, trial_s, full_s = costs(fraction, epochs)
-    rungs = costs.rungs(epochs)
     expected = max(0, int(search_s // trial_s))
     if expected < 2:
         notes.append("fewer than 2 trials fit: give a larger budget for a real search")
-    refit = race.epochs if race.epochs > 0 else 0.0
     return SweepPlan(
         budget_s=budget_s,
         search_s=search_s,
@@ -358,12 +357,12 @@ def plan_sweep(
         train_fraction=fraction,
         images_per_epoch=images,
         epochs=epochs,
-        rungs=rungs,
-        reduction_factor=eta,
+        rungs=costs.rungs(epochs),
+        reduction_factor=reduction_factor,
         trial_s=trial_s,
         full_trial_s=full_s,
         expected_trials=expected,
-        refit_epochs=refit,
+        refit_epochs=max(race.epochs, 0.0),
         notes=notes,
         refit_runs=race.runs,
         refit_holdout=refit_holdout,

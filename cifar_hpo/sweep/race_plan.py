@@ -73,7 +73,8 @@ def plan_finalists(
 
     The epochs stay at ``epochs`` (the refit fidelity), or at least ``min_epochs`` (the
     recipe's own) when given; finalists and seeds are lowered first, the larger one first
-    (seeds on a tie), down to 1 x 1; only then the epochs, to what fits (0: no race).
+    (seeds on a tie), down to 1 x 1; only then the epochs, to what fits (0: no race). What
+    was lowered, or that no refit fits, is in the plan's ``notes``.
     """
     floor = min(epochs, min_epochs) if min_epochs else epochs
     notes = []
@@ -98,36 +99,9 @@ def plan_finalists(
         )
     if chosen < epochs:
         notes.append(f"race epochs {chosen:g} of the wanted {epochs:g} (time kept)")
-    return FinalistPlan(k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes))
-
-
-def plan_race(
-    refit_s: float,
-    epoch_s: float,
-    test_s: float,
-    finalists: int,
-    seeds: int,
-    reference: bool,
-    epochs: float,
-    min_epochs: float | None,
-    notes: list[str],
-) -> FinalistPlan:
-    """The finalists' race in the ``refit_s`` seconds kept for it (:func:`plan_finalists`);
-    what was lowered, or that no refit fits, goes to ``notes``."""
-    race = plan_finalists(
-        refit_s,
-        epoch_s,
-        test_s,
-        finalists=finalists,
-        seeds=seeds,
-        reference=reference,
-        epochs=epochs,
-        min_epochs=min_epochs,
-    )
-    notes += race.notes
-    if race.epochs <= 0:
+    if chosen <= 0:
         notes.append("no time for a refit: the best trial stays the champion")
-    return race
+    return FinalistPlan(k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes))
 
 
 def give_back_spare_refit(refit_s: float, race: FinalistPlan, notes: list[str]) -> float:
