@@ -50,12 +50,14 @@ def keep_top_models(
     Returns:
         The ids of the models deleted by this call.
     """
+    # finished trials are read before the ranking: a trial another worker completes between
+    # the two reads is then ranked but not yet deletable, never deletable but unranked
+    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     keep = {t.number for t in ranked_trials(study, feasible_only=True)[: max(k, 1)]}
     for limits in (rules or {}).values():
         pick = rule_pick(study, limits)
         if pick is not None:
             keep.add(pick.number)
-    finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     name = registered_model_name(study.study_name)
     refit_model = (study.user_attrs.get(REFIT_ATTR) or {}).get("model_id")
     deleted = []
