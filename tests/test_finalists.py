@@ -196,18 +196,23 @@ def test_a_challenger_not_significantly_better_leaves_the_reference_as_champion(
     assert study.user_attrs[RACE_ATTR]["arms"][0]["correct"] == pack_correct(out.arms[0].correct)
 
 
-def test_plan_finalists_fits_the_time_lowering_seeds_and_finalists_first():
+def test_plan_finalists_fits_the_time_lowering_finalists_then_seeds_before_epochs():
     full = plan_finalists(10_000, 10.0, 5.0, finalists=3, seeds=3, reference=True, epochs=20)
     assert (full.finalists, full.seeds, full.epochs) == (3, 3, 20)
     assert full.runs == 12 and full.seconds == pytest.approx(12 * 205.0)
     tight = plan_finalists(2_000, 10.0, 5.0, finalists=3, seeds=3, reference=True, epochs=20)
     assert tight.seconds <= 2_000 and tight.epochs == 20
-    assert (tight.finalists, tight.seeds) == (3, 2)
+    assert (tight.finalists, tight.seeds) == (2, 3)  # seeds kept: they make the interval
     assert tight.notes and "race lowered from 3 finalists x 3 seeds" in tight.notes[0]
     # the minimum epochs keep priority over the wanted ones
     short = plan_finalists(1_000, 10.0, 5.0, finalists=2, seeds=2, reference=True, epochs=20,
                            min_epochs=10)  # fmt: skip
     assert short.epochs >= 10 and short.seconds <= 1_000
+    # the 60-minute baseline on a 999 images/s CPU: 1 finalist x 2 seeds (an interval) at 10.5
+    # epochs rather than 2 finalists x 1 seed (no interval) at 14
+    baseline = plan_finalists(2_136, 50.05, 8.0, finalists=2, seeds=2, reference=True,
+                              epochs=20, min_epochs=10)  # fmt: skip
+    assert (baseline.finalists, baseline.seeds) == (1, 2) and baseline.epochs >= 10
     none = plan_finalists(100, 10.0, 5.0, finalists=2, seeds=2, reference=False, epochs=20)
     assert (none.finalists, none.seeds) == (1, 1) and none.epochs == 9.5
 

@@ -72,9 +72,11 @@ def plan_finalists(
     training epoch and ``test_s`` per test pass.
 
     The epochs stay at ``epochs`` (the refit fidelity), or at least ``min_epochs`` (the
-    recipe's own) when given; finalists and seeds are lowered first, the larger one first
-    (seeds on a tie), down to 1 x 1; only then the epochs, to what fits (0: no race). What
-    was lowered, or that no refit fits, is in the plan's ``notes``.
+    recipe's own) when given; finalists are lowered first, down to 1, then seeds, down to 1;
+    only then the epochs, to what fits (0: no race). Seeds go last because Welch's interval
+    and the significance gate need 2 or more per arm: a second finalist on one seed cannot be
+    told apart from the first. What was lowered, or that no refit fits, is in the plan's
+    ``notes``.
     """
     floor = min(epochs, min_epochs) if min_epochs else epochs
     notes = []
@@ -87,10 +89,10 @@ def plan_finalists(
         return min(float(epochs), math.floor(max(fit, 0.0) * 10) / 10)
 
     while fitting_epochs(k, s) < floor and (k > 1 or s > 1):
-        if s > 1 and (s >= k or k == 1):
-            s -= 1
-        else:
+        if k > 1:
             k -= 1
+        else:
+            s -= 1
     chosen = fitting_epochs(k, s)
     if (k, s) != (finalists, seeds):
         notes.append(
