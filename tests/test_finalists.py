@@ -217,6 +217,28 @@ def test_plan_finalists_fits_the_time_lowering_finalists_then_seeds_before_epoch
     assert (none.finalists, none.seeds) == (1, 1) and none.epochs == 9.5
 
 
+def test_a_reference_recipe_faster_than_the_finalist_leaves_the_race_more_epochs():
+    # the 60-minute baseline's race on a 2-core EPYC: a width-1.23 finalist at 652 images/s
+    # (76.7 s an epoch) and the recipe at 912 (54.8 s): planned at the finalist's speed the
+    # race got 13.2 epochs and left ~8 of its 34.7 min unused
+    same = plan_finalists(2_082, 76.7, 15.0, finalists=2, seeds=2, reference=True, epochs=20,
+                          min_epochs=10)  # fmt: skip
+    own = plan_finalists(2_082, 76.7, 15.0, finalists=2, seeds=2, reference=True, epochs=20,
+                         min_epochs=10, reference_epoch_s=54.8)  # fmt: skip
+    assert (same.finalists, same.seeds, same.epochs) == (1, 1, 13.3)
+    assert (own.finalists, own.seeds) == (1, 1) and own.epochs == 15.6
+    assert own.seconds == pytest.approx(15.6 * 76.7 + 15.0 + 15.6 * 54.8 + 15.0)
+    assert own.seconds <= 2_082 and own.seconds > 0.99 * 2_082 - 131.5 * 0.1
+    assert own.arm_run_s(True) == pytest.approx(15.6 * 54.8 + 15.0)
+    assert own.arm_run_s(False) == own.run_s == pytest.approx(15.6 * 76.7 + 15.0)
+    assert "(~20.2 min a run) + the reference recipe x 1 seeds (~14.5 min a run)" in own.line()
+    assert own.line().endswith("= 2 runs = ~34.7 min")
+    # the same speed given twice plans, and prints, as one speed
+    twice = plan_finalists(2_082, 76.7, 15.0, finalists=2, seeds=2, reference=True, epochs=20,
+                           min_epochs=10, reference_epoch_s=76.7)  # fmt: skip
+    assert twice == same and "runs of ~" in twice.line()
+
+
 def test_the_plan_keeps_the_budget_with_finalists_and_seeds():
     kwargs = dict(
         images_per_sec={"airbench94": 900.0},

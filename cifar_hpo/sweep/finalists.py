@@ -171,7 +171,7 @@ def race(
             arms.append(Arm(ref_trial, reference=True))
     for i in range(plan.seeds):
         for arm in arms:
-            if time_left is not None and time_left() < 0.95 * plan.run_s:
+            if time_left is not None and time_left() < 0.95 * plan.arm_run_s(arm.reference):
                 say(f"race: stopped before seed {i + 1} of trial {arm.trial.number}: no time left")
                 break
             _run_arm(study, base, data, arm, plan.epochs, base.seed + i, tracker,
@@ -315,10 +315,11 @@ def race_after_search(
     say: Callable[[str], None],
 ) -> RaceOutcome | None:
     """The race in the time the search left: finalists x seeds x epochs planned again from
-    the seconds left (``clock``) and the best trial's measured speed (:func:`refit_speed`), up
-    to the spec's ``refit`` and ``budget.refit_epochs`` (not capped by the plan made before
-    trial 1 from a probe: a machine faster than probed leaves the race more time, which it
-    uses), then :func:`race`."""
+    the seconds left (``clock``) and the measured speeds (:func:`refit_speed`) of the best
+    trial and of the reference recipe's trial (an architecture searched wider or narrower than
+    the recipe's trains at another speed), up to the spec's ``refit`` and
+    ``budget.refit_epochs`` (not capped by the plan made before trial 1 from a probe: a
+    machine faster than probed leaves the race more time, which it uses), then :func:`race`."""
     best = best_trial(study)
     if best is None:
         say("no refit: no completed trial")
@@ -327,11 +328,16 @@ def race_after_search(
     passes = tta_passes(base.tta)
     epoch_s = epoch_seconds(train_images, speed, val_images, passes)
     test_s = test_pass_seconds(len(data.test_labels), speed, passes)
+    ref_trial = reference_trial(study) if spec.budget.refit_reference else None
+    reference_epoch_s = None
+    if ref_trial is not None:
+        ref_speed = refit_speed(plan, ref_trial)
+        reference_epoch_s = epoch_seconds(train_images, ref_speed, val_images, passes)
 
     def time_left() -> float:
         return clock.left_s * 0.97 - end_reserve(clock.total_s)
 
-    reference = spec.budget.refit_reference and reference_trial(study) is not None
+    reference = ref_trial is not None
     race_plan = plan_finalists(
         time_left(),
         epoch_s,
@@ -341,6 +347,7 @@ def race_after_search(
         reference=reference,
         epochs=spec.budget.refit_epochs or spec.budget.epochs,
         min_epochs=spec.budget.refit_min_epochs,
+        reference_epoch_s=reference_epoch_s,
     )
     if race_plan.epochs < 0.1:
         say("no refit: no time left")

@@ -27,8 +27,10 @@ class FinalistPlan:
         seeds: random seeds per arm (each finalist, and the reference).
         epochs: epochs of every run on the whole training split.
         reference: the reference recipe is raced beside them.
-        run_s: expected seconds of one run (training and its test pass).
+        run_s: expected seconds of one finalist's run (training and its test pass).
         notes: what was lowered to fit, one line each.
+        reference_run_s: expected seconds of one reference run, when its architecture trains
+            at another speed than the finalists' (None: ``run_s``).
     """
 
     finalists: int
@@ -37,6 +39,13 @@ class FinalistPlan:
     reference: bool
     run_s: float
     notes: tuple[str, ...] = ()
+    reference_run_s: float | None = None
+
+    def arm_run_s(self, reference: bool) -> float:
+        """Expected seconds of one run of the reference arm or of a finalist's."""
+        if reference and self.reference_run_s is not None:
+            return self.reference_run_s
+        return self.run_s
 
     @property
     def runs(self) -> int:
@@ -45,15 +54,24 @@ class FinalistPlan:
 
     @property
     def seconds(self) -> float:
-        return self.runs * self.run_s
+        reference_s = self.arm_run_s(True) if self.reference else 0.0
+        return self.seeds * (self.finalists * self.run_s + reference_s)
 
     def line(self) -> str:
         """``finalists: 3 x 2 seeds x 25 epochs + the reference recipe x 2 seeds = 8 runs of
-        ~10.4 min = ~83.2 min``."""
-        ref = f" + the reference recipe x {self.seeds} seeds" if self.reference else ""
+        ~10.4 min = ~83.2 min``; with the reference at its own speed ``finalists: 1 x 2 seeds
+        x 10 epochs (~12.4 min a run) + the reference recipe x 2 seeds (~8.7 min a run) = 4
+        runs = ~42.2 min``."""
+        total = f"~{format_minutes(self.seconds)}"
+        head = f"finalists: {self.finalists} x {self.seeds} seeds x {self.epochs:g} epochs"
+        if not self.reference:
+            return f"{head} = {self.runs} runs of ~{format_minutes(self.run_s)} = {total}"
+        ref = f" + the reference recipe x {self.seeds} seeds"
+        if self.reference_run_s is None:
+            return f"{head}{ref} = {self.runs} runs of ~{format_minutes(self.run_s)} = {total}"
         return (
-            f"finalists: {self.finalists} x {self.seeds} seeds x {self.epochs:g} epochs{ref} = "
-            f"{self.runs} runs of ~{format_minutes(self.run_s)} = ~{format_minutes(self.seconds)}"
+            f"{head} (~{format_minutes(self.run_s)} a run){ref} "
+            f"(~{format_minutes(self.reference_run_s)} a run) = {self.runs} runs = {total}"
         )
 
 
@@ -67,9 +85,11 @@ def plan_finalists(
     reference: bool,
     epochs: float,
     min_epochs: float | None = None,
+    reference_epoch_s: float | None = None,
 ) -> FinalistPlan:
     """Fit finalists x seeds x epochs into ``time_s`` seconds, at ``epoch_s`` seconds per
-    training epoch and ``test_s`` per test pass.
+    training epoch of a finalist (``reference_epoch_s`` of the reference recipe, when its
+    architecture trains at another speed; None: the same) and ``test_s`` per test pass.
 
     The epochs stay at ``epochs`` (the refit fidelity), or at least ``min_epochs`` (the
     recipe's own) when given; finalists are lowered first, down to 1, then seeds, down to 1;
@@ -83,9 +103,12 @@ def plan_finalists(
     k, s = finalists, seeds
     arms = lambda k: k + int(reference)  # noqa: E731
 
+    ref_epoch_s = epoch_s if reference_epoch_s is None else reference_epoch_s
+
     def fitting_epochs(k: int, s: int) -> float:
-        runs = arms(k) * s
-        fit = (time_s / runs - test_s) / epoch_s if runs else 0.0
+        # one seed of every arm: k finalists and the reference, each trained and tested
+        epoch_of_a_seed = k * epoch_s + (ref_epoch_s if reference else 0.0)
+        fit = (time_s / s - arms(k) * test_s) / epoch_of_a_seed if s else 0.0
         return min(float(epochs), math.floor(max(fit, 0.0) * 10) / 10)
 
     while fitting_epochs(k, s) < floor and (k > 1 or s > 1):
@@ -103,7 +126,12 @@ def plan_finalists(
         notes.append(f"race epochs {chosen:g} of the wanted {epochs:g} (time kept)")
     if chosen <= 0:
         notes.append("no time for a refit: the best trial stays the champion")
-    return FinalistPlan(k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes))
+    reference_run_s = None
+    if reference and reference_epoch_s is not None and reference_epoch_s != epoch_s:
+        reference_run_s = chosen * reference_epoch_s + test_s
+    return FinalistPlan(
+        k, s, chosen, reference, chosen * epoch_s + test_s, tuple(notes), reference_run_s
+    )
 
 
 def give_back_spare_refit(refit_s: float, race: FinalistPlan, notes: list[str]) -> float:
