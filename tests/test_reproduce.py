@@ -28,6 +28,7 @@ from cifar_hpo.cli import app
 from cifar_hpo.config import ConfigError, TrainConfig
 from cifar_hpo.data import DatasetError
 from cifar_hpo.models import count_parameters, create_model
+from cifar_hpo.provenance import cpu_features
 from cifar_hpo.reproduce import (
     Budget,
     fit_schedule,
@@ -189,6 +190,8 @@ def test_reproduce_writes_the_table_from_the_mlflow_runs(project):
     rows = table_rows(text)
     assert [r["recipe"] for r in rows] == [f"`{r['name']}`" for r in RECIPES["recipes"]]
     runs = recipe_runs(client)
+    # the machine line names the CPU features that decide precision and speed
+    assert f"; CPU features: {cpu_features()}. MLflow: experiment" in text
 
     # trained rows: every number is the run's metric, formatted
     for row, epochs, train_images in ((rows[0], "2 / 4", 240), (rows[1], "3 / 3", 120)):

@@ -29,7 +29,7 @@ from cifar_hpo.device import amp_enabled, resolve_device
 from cifar_hpo.engine import DIVERGED, Result
 from cifar_hpo.errors import ConfigError
 from cifar_hpo.models import count_macs, count_parameters, create_model
-from cifar_hpo.provenance import git_commit, host_text, library_versions
+from cifar_hpo.provenance import cpu_features, git_commit, host_text, library_versions
 from cifar_hpo.reproduce.recipes import (
     RECIPES_FILE,
     Budget,
@@ -371,6 +371,7 @@ def _batch_tags(budget: Budget, recipes_file, command: str, readme: Path) -> dic
         "cifar_hpo.versions": json.dumps(versions),
         "cifar_hpo.versions_text": ", ".join(f"{k} {v}" for k, v in versions.items()),
         "cifar_hpo.host": host_text(),
+        "cifar_hpo.cpu_features": cpu_features(),
         "cifar_hpo.started": _now_text(),
     }
 

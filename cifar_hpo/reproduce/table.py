@@ -244,6 +244,13 @@ def row_cells(row: Row, note: str = "") -> list[str]:
     return [md_cell(c) for c in cells]
 
 
+def _machine_text(meta: dict[str, str]) -> str:
+    # a batch tagged before CPU features were recorded shows the host alone
+    features = meta.get("cpu_features")
+    host = meta.get("host", "?")
+    return f"{host}; CPU features: {features}" if features else host
+
+
 def render(table: TableData, plots: dict[str, str] | None = None) -> str:
     """The Markdown block (without the marker lines): table, provenance, notes, plots.
 
@@ -274,7 +281,7 @@ def render(table: TableData, plots: dict[str, str] | None = None) -> str:
         f"Budget: {meta.get('budget_text', meta.get('budget', '?'))}.  ",
         f"Command: `{meta.get('command', '?')}`; finished {meta.get('finished', '?')}; commit "
         f"`{meta.get('commit', '?')}`; {meta.get('versions_text', '')}.  ",
-        f"Machine: {meta.get('host', '?')}. MLflow: experiment `{EXPERIMENT}`, parent run "
+        f"Machine: {_machine_text(meta)}. MLflow: experiment `{EXPERIMENT}`, parent run "
         f"`{table.parent_run_id}`.",
         "",
         "Columns: *epochs run / source's* compares the epochs trained with the source's own count "
