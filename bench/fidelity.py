@@ -248,6 +248,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", action="append", default=[], help="config override (smoke runs)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--readme", default=None)
+    parser.add_argument(
+        "--block",
+        default=None,
+        help="README block to rewrite (default: fidelity-<study>); a second panel of one study "
+        "(another full fidelity) keeps its own block",
+    )
     args = parser.parse_args(argv)
     spec = load_spec(args.study, args.sweeps_dir)
     if args.rungs is None:
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(text)
     report = {"rows": rows, "table": table}
     if args.readme:  # before the JSON: the block is what the run is for
-        rewrite_readme(args.readme, text, f"fidelity-{args.study}")
+        rewrite_readme(args.readme, text, args.block or f"fidelity-{args.study}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=1, default=str))

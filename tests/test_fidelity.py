@@ -62,6 +62,7 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
         ["--study", "tinyf", "--sweeps-dir", str(sweeps), "--data-dir", str(data_dir),
          "--size", "3", "--full-epochs", "2", "--train-fraction", "1.0",
          "--complete-epochs", "1", "--subsets", "2@0.5", "--readme", str(readme),
+         "--block", "fidelity-tinyf-whole-split",
          "--json", str(tmp_path / "results" / "fidelity-tinyf.json")]
     )  # fmt: skip
     rows, table = report["rows"], report["table"]
@@ -84,7 +85,9 @@ def test_bench_fidelity_scores_each_decision_point_and_writes_its_block(tmp_path
     for r in rows:  # 2 epochs on half the images: about half the full run's (whole batches)
         assert 0.25 < r["subset_images"]["2@0.5"] / (2 * r["images_per_epoch"]) < 0.75
     text = readme.read_text()
-    assert "<!-- RESULTS:fidelity-tinyf -->" in text and "| mid-schedule | epoch 1 | 50 % |" in text
+    # the block named by --block, not the study's default fidelity-tinyf
+    assert "<!-- RESULTS:fidelity-tinyf-whole-split -->" in text
+    assert "RESULTS:fidelity-tinyf -->" not in text and "| mid-schedule | epoch 1 | 50 % |" in text
     assert "| data-subset | complete schedule of 2 on 50 % of the images | 50 % |" in text
     assert "data-subset at its first decision: rho" in text
     assert "Command: `python bench/fidelity.py --study tinyf" in text
