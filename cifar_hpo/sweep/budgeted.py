@@ -18,6 +18,7 @@ from cifar_hpo.sweep.budget import BudgetClock, BudgetStop, budget_clock, format
 from cifar_hpo.sweep.finalists import race_after_search
 from cifar_hpo.sweep.plan import SweepPlan, plan_sweep
 from cifar_hpo.sweep.probe import measure_speeds
+from cifar_hpo.sweep.race_guard import RaceGuard
 from cifar_hpo.sweep.refit import refit_config
 from cifar_hpo.sweep.spec import SweepSpec, build_pruner
 from cifar_hpo.sweep.study import PreparedSweep, base_config
@@ -97,9 +98,27 @@ def plan_search(
         search_end = clock.used_s + plan.search_s
         timeout = min(timeout or math.inf, max(1.0, plan.search_s))
         callbacks.append(BudgetStop(clock, search_end, plan.trial_s))
+        callbacks.append(race_guard(prep, plan, clock, overrides, say))
     elif clock is None:
         say(estimate_text(prep, speeds, n_trials, timeout, overrides))
     return Search(clock, plan, trial_overrides, timeout, callbacks, refused)
+
+
+def race_guard(prep: PreparedSweep, plan: SweepPlan, clock: BudgetClock, overrides, say):
+    """The callback that ends the search while the race's floor still fits
+    (:class:`~cifar_hpo.sweep.race_guard.RaceGuard`), sized as :func:`run_refit` races."""
+    race_images, val_images = split_sizes(prep, overrides, prep.spec.budget.refit_holdout)
+    return RaceGuard(
+        clock,
+        prep.spec,
+        plan,
+        race_images=race_images,
+        val_images=val_images,
+        test_images=len(prep.data.test_labels),
+        tta_passes=tta_passes(base_config(prep, overrides).tta),
+        trial_s=plan.trial_s,
+        say=say,
+    )
 
 
 def split_sizes(prep: PreparedSweep, overrides, holdout: bool = True) -> tuple[int, int]:
