@@ -90,6 +90,7 @@ def seed_row(name: str, storage: str | None, sweeps_dir: Path) -> dict[str, Any]
         recipe_test=_mean(ref_arm["test_acc"]) if ref_arm else reference.get("test_acc"),
         tuned_test=_mean(tuned_arm["test_acc"]) if tuned_arm else refit.get("test_acc"),
         seeds=len(tuned_arm["test_acc"]) if tuned_arm else 1,
+        recipe_seeds=len(ref_arm["test_acc"]) if ref_arm else 1,
         comparison=race.get("comparison"),
         promoted="recipe" if race.get("promoted_reference") else "tuned",
         epochs=refit.get("epochs", row["epochs"]),
@@ -111,6 +112,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
         return [*head, f"not run in this storage (spec: {budget} min)", "-", "-", "-", "-", "-"]
     recipe, tuned = row["recipe_test"], row["tuned_test"]
     diff = points(None if recipe is None or tuned is None else tuned - recipe)
+    if row["recipe_test"] is not None and row["tuned_test"] is not None:
+        diff += f" on {row['seeds']} vs {row['recipe_seeds']} seeds"
     cmp = row.get("comparison")
     if cmp:
         stats = []

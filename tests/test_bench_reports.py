@@ -308,8 +308,8 @@ def test_per_seed_table_puts_the_seeds_recipe_beside_the_tuned_champion(tmp_path
     assert "stale" not in text and "before" in text and "after" in text
     assert (
         "| `seed000` | `seed000_cnn` | 25 | 81.33 % test | 76.34 % | **80.12 %** (trial 2) | "
-        "+3.78 points (+3.41 to +4.15, Welch p = 0.00047; McNemar p = 1.2e-09) | tuned | "
-        "2 / 1 / 0 | 29.1 / 30 |" in text
+        "+3.78 points on 3 vs 3 seeds (+3.41 to +4.15, Welch p = 0.00047; McNemar p = 1.2e-09) "
+        "| tuned | 2 / 1 / 0 | 29.1 / 30 |" in text
     )
     assert (
         "| `seed002` | `cifarnet` | 250 | 87.88 % test | not run in this storage (spec: 120 min)"
