@@ -117,3 +117,29 @@ def test_the_search_keeps_its_minimum_trials(min_trials, trials):
     study, _, _, said = _search(900.0, 100.0, min_trials=min_trials)
     assert len(study.trials) == trials
     assert len(said) == (trials == 2)
+
+
+def test_the_floor_counts_the_reference_arm_only_when_one_is_raced():
+    """Without an enqueued recipe the race has no reference arm: the floor is the best trial's
+    runs alone."""
+    spec = _spec()
+    no_recipe = spec.model_copy(update={"enqueue": []})
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"optim.lr": 0.01},
+            distributions={
+                "optim.lr": optuna.distributions.FloatDistribution(0.001, 0.1, log=True)
+            },
+            value=0.6,
+            user_attrs={TRAIN_SPEED_ATTR: 100.0},
+        )
+    )
+    plan = SimpleNamespace(images_per_sec={"seed000_cnn": 1e6})
+    sizes = dict(race_images=1000, val_images=0, test_images=0, tta_passes=1, trial_s=TRIAL_S)
+    one_run = 10 * 1000 / 100.0 + RACE_RUN_OVERHEAD_S
+    alone = RaceGuard(FakeClock(1e4), no_recipe, plan, **sizes)  # type: ignore[arg-type]
+    assert alone.floor_seconds(study) == pytest.approx(3 * one_run)
+    # with the recipe asked for but not yet run, its arm is counted at the best trial's speed
+    paired = RaceGuard(FakeClock(1e4), spec, plan, **sizes)  # type: ignore[arg-type]
+    assert paired.floor_seconds(study) == pytest.approx(6 * one_run)

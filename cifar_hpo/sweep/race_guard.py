@@ -75,6 +75,11 @@ class RaceGuard:
         self.trial_s, self.say, self.min_trials = trial_s, say, min_trials
 
     @property
+    def races_reference(self) -> bool:
+        """Whether the race has a reference arm (the spec asks for it and enqueues a recipe)."""
+        return bool(self.spec.budget.refit_reference and self.spec.enqueue)
+
+    @property
     def floor_epochs(self) -> float:
         """The race's minimum epochs (as :func:`~cifar_hpo.sweep.race_plan.plan_finalists`)."""
         budget = self.spec.budget
@@ -97,7 +102,7 @@ class RaceGuard:
         if best is None:
             return None
         arms = [best]
-        if self.spec.budget.refit_reference:
+        if self.races_reference:
             arms.append(reference_trial(study) or best)
         return self.spec.refit.seeds * sum(self.run_seconds(t) for t in arms)
 
@@ -112,7 +117,7 @@ class RaceGuard:
         # the next trial costs what this one took when the plan's estimate is lower
         took = trial.duration.total_seconds() if trial.duration else 0.0
         if need <= left < need + max(self.trial_s, took):
-            arms = "1 finalist + the reference" if self.spec.budget.refit_reference else "1"
+            arms = "1 finalist + the reference" if self.races_reference else "1 finalist"
             self.say(
                 f"search stopped at {format_minutes(self.clock.used_s)}: the race of {arms} "
                 f"x {self.spec.refit.seeds} seeds x {self.floor_epochs:g} epochs needs "
