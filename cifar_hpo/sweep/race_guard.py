@@ -32,7 +32,7 @@ from cifar_hpo.sweep.plan import (
     epoch_seconds,
     test_pass_seconds,
 )
-from cifar_hpo.sweep.race_plan import RACE_RUN_OVERHEAD_S
+from cifar_hpo.sweep.race_plan import RACE_RUN_OVERHEAD_S, floor_epochs
 from cifar_hpo.sweep.ranking import best_trial
 from cifar_hpo.sweep.refit import reference_trial
 from cifar_hpo.sweep.spec import SweepSpec
@@ -83,8 +83,7 @@ class RaceGuard:
     def floor_epochs(self) -> float:
         """The race's minimum epochs (as :func:`~cifar_hpo.sweep.race_plan.plan_finalists`)."""
         budget = self.spec.budget
-        epochs = budget.refit_epochs or budget.epochs
-        return min(epochs, budget.refit_min_epochs) if budget.refit_min_epochs else epochs
+        return floor_epochs(budget.refit_epochs or budget.epochs, budget.refit_min_epochs)
 
     def run_seconds(self, trial: optuna.trial.FrozenTrial) -> float:
         """Seconds of one race run of ``trial``'s configuration at its measured speed: the

@@ -75,6 +75,12 @@ class FinalistPlan:
         )
 
 
+def floor_epochs(epochs: float, min_epochs: float | None) -> float:
+    """The fewest epochs a race runs while a smaller race fits: the refit's ``epochs``, or the
+    recipe's own ``min_epochs`` when given and lower."""
+    return min(epochs, min_epochs) if min_epochs else epochs
+
+
 def plan_finalists(
     time_s: float,
     epoch_s: float,
@@ -98,7 +104,7 @@ def plan_finalists(
     told apart from the first. What was lowered, or that no refit fits, is in the plan's
     ``notes``.
     """
-    floor = min(epochs, min_epochs) if min_epochs else epochs
+    floor = floor_epochs(epochs, min_epochs)
     notes = []
     k, s = finalists, seeds
     arms = lambda k: k + int(reference)  # noqa: E731
